@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Both install what they need on a fresh Debian 12 machine as root.
+
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: demo test deps venv bench lint clean
+
+deps:
+	@scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+venv: deps $(STAMP)
+
+demo: venv
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo.sh
+
+test: venv
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+bench: venv
+	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -1,0 +1,1 @@
+"""The ``sampan`` command line: parse, call one engine function, format. No engine logic lives here."""

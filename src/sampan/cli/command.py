@@ -1,0 +1,68 @@
+"""How a CLI command is declared: a function plus its summary and argparse arguments.
+
+Commands are declared next to their code (``@command(...)``) but only the module of the command being run is ever
+imported, so ``sampan --version`` and ``sampan images`` pay for nothing else. argparse errors are turned into
+``UsageError`` so every usage mistake is one line on stderr and exit status 125, as with Docker.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sampan.errors import InvalidArgument, UsageError
+
+
+@dataclass(frozen=True)
+class Arg:
+    flags: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def arg(*flags: str, **options: Any) -> Arg:
+    return Arg(flags, options)
+
+
+Runner = Callable[[Any, argparse.Namespace], int | None]
+
+
+@dataclass(frozen=True)
+class Command:
+    run: Runner
+    summary: str
+    args: tuple[Arg, ...]
+    needs_engine: bool = True
+
+
+def command(summary: str, *args: Arg, needs_engine: bool = True) -> Callable[[Runner], Command]:
+    def wrap(func: Runner) -> Command:
+        return Command(func, summary, args, needs_engine)
+
+    return wrap
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of printing usage and exiting with status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser(prog: str, cmd: Command) -> Parser:
+    parser = Parser(prog=prog, description=cmd.summary, allow_abbrev=False)
+    for item in cmd.args:
+        parser.add_argument(*item.flags, **item.options)
+    return parser
+
+
+def parse_filters(values: list[str] | None) -> dict[str, list[str]]:
+    """``--filter key=value`` flags (repeatable) as Docker's filter map; ``label!=`` is its own key."""
+    out: dict[str, list[str]] = {}
+    for value in values or []:
+        key, eq, rest = value.partition("=")
+        if not eq or not key:
+            raise InvalidArgument(f"bad format of filter (expected name=value): {value!r}")
+        out.setdefault(key.strip(), []).append(rest)
+    return out

@@ -1,0 +1,64 @@
+"""The table of commands: name -> "module:attribute" and a one-line summary.
+
+Kept as plain strings so that finding a command, and printing help, imports nothing. Top-level shortcuts
+(``images``, ``rmi``, ``tag``) point at the same commands as their management-group forms (``image ls``, ...).
+"""
+
+from __future__ import annotations
+
+Entry = tuple[str, str]  # ("module:attribute", summary)
+
+IMAGE: dict[str, Entry] = {
+    "bootstrap": ("images:bootstrap", "Build a base image offline (busybox from busybox-static, debian via debootstrap)"),
+    "history": ("images:history", "Show the history of an image"),
+    "import": ("images:import_", "Import the contents from a tarball to create a filesystem image"),
+    "inspect": ("images:inspect", "Display detailed information on one or more images"),
+    "load": ("images:load", "Load an image from a tar archive or STDIN"),
+    "ls": ("images:ls", "List images"),
+    "prune": ("images:prune", "Remove unused images"),
+    "rm": ("images:rm", "Remove one or more images"),
+    "save": ("images:save", "Save one or more images to a tar archive (streamed to STDOUT by default)"),
+    "tag": ("images:tag", "Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE"),
+}
+IMAGE_ALIASES = {"list": "ls", "remove": "rm", "rmi": "rm"}
+
+SYSTEM: dict[str, Entry] = {
+    "check": ("system:check", "Check the store for consistency and leftovers (--repair removes them)"),
+    "df": ("system:df", "Show sampan disk usage"),
+    "info": ("system:info", "Display system-wide information"),
+}
+
+GROUPS: dict[str, tuple[dict[str, Entry], dict[str, str], str]] = {
+    "image": (IMAGE, IMAGE_ALIASES, "Manage images"),
+    "system": (SYSTEM, {}, "Manage sampan"),
+}
+
+TOP: dict[str, Entry] = {
+    "history": IMAGE["history"],
+    "images": IMAGE["ls"],
+    "import": IMAGE["import"],
+    "info": SYSTEM["info"],
+    "inspect": ("inspect:inspect", "Return low-level information on sampan objects"),
+    "load": IMAGE["load"],
+    "rmi": IMAGE["rm"],
+    "save": IMAGE["save"],
+    "tag": IMAGE["tag"],
+    "version": ("system:version", "Show the sampan version information"),
+}
+
+
+def find(words: list[str]) -> tuple[str, str, list[str]] | None:
+    """(display name, "module:attribute", remaining args) for the command these words start with."""
+    if not words:
+        return None
+    head, rest = words[0], words[1:]
+    if head in GROUPS:
+        table, aliases, _ = GROUPS[head]
+        if rest and not rest[0].startswith("-"):
+            sub = aliases.get(rest[0], rest[0])
+            if sub in table:
+                return f"{head} {rest[0]}", table[sub][0], rest[1:]
+        return None
+    if head in TOP:
+        return head, TOP[head][0], rest
+    return None

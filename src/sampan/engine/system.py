@@ -1,0 +1,157 @@
+"""System verbs: version, info, disk usage, and the consistency check that reclaims leftovers.
+
+``check`` is the other half of crash safety: any process may die at any instant, leaving an ingest file, a staging
+directory, a trash directory or a snapshot directory whose row was never committed. None of these is ever
+visible as content; ``check --repair`` removes them and reports whatever is really inconsistent.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import socket
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+import sampan
+from sampan.engine.context import Engine
+from sampan.image import digest as _digest
+from sampan.image.config import host_architecture
+from sampan.store import gc
+from sampan.store import images as records
+from sampan.store import leases
+from sampan.store.leases import process_start_time
+
+
+def version() -> dict[str, Any]:
+    """Docker's ``/version`` shape for the engine."""
+    return {
+        "Platform": {"Name": "sampan"},
+        "Version": sampan.__version__,
+        "ApiVersion": sampan.API_VERSION,
+        "MinAPIVersion": "1.24",
+        "Os": "linux",
+        "Arch": host_architecture(),
+        "KernelVersion": platform.release(),
+        "GoVersion": "python" + platform.python_version(),
+        "Components": [{"Name": "Engine", "Version": sampan.__version__,
+                        "Details": {"ApiVersion": sampan.API_VERSION, "Os": "linux", "Arch": host_architecture()}}],
+    }
+
+
+def cgroup_version() -> str:
+    return "2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "1"
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def info(engine: Engine) -> dict[str, Any]:
+    """Docker's ``/info`` shape."""
+    conn = engine.db.conn
+    image_count = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    with open("/proc/meminfo") as f:
+        mem_total = int(f.readline().split()[1]) * 1024
+    return {
+        "ID": "", "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "Images": image_count, "Driver": "overlayfs",
+        "DriverStatus": [["Root Dir", str(engine.layout.snapshots)]],
+        "DockerRootDir": str(engine.layout.root), "ExecRoot": str(engine.layout.runroot),
+        "KernelVersion": platform.release(), "OperatingSystem": _os_name(), "OSType": "linux",
+        "Architecture": platform.machine(), "NCPU": os.cpu_count() or 1, "MemTotal": mem_total,
+        "Name": socket.gethostname(), "ServerVersion": sampan.__version__,
+        "CgroupDriver": "cgroupfs", "CgroupVersion": cgroup_version(), "LoggingDriver": "json-file",
+        "DefaultRuntime": "sampan", "Runtimes": {"sampan": {"path": "sampan-runc"}},
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "Labels": [], "Debug": False, "Warnings": None,
+    }
+
+
+@dataclass(frozen=True)
+class UsageLine:
+    type: str
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+def disk_usage(engine: Engine) -> list[UsageLine]:
+    """``system df``: shared layers are counted once in the images' total."""
+    conn = engine.db.conn
+    images = conn.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    layer_bytes = conn.execute(
+        "SELECT COALESCE(SUM(size), 0) FROM snapshots WHERE chain_id IN (SELECT chain_id FROM image_layers)"
+    ).fetchone()[0]
+    return [UsageLine("Images", images, 0, layer_bytes, layer_bytes),
+            UsageLine("Containers", 0, 0, 0, 0),
+            UsageLine("Local Volumes", 0, 0, 0, 0),
+            UsageLine("Build Cache", 0, 0, 0, 0)]
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+
+
+def _owner_alive(name: str) -> bool:
+    """Staging names start with the creating pid; a live process's leftovers are still in use."""
+    head = name.split("-", 2)
+    pid = next((part for part in head if part.isdigit()), None)
+    return pid is not None and process_start_time(int(pid)) is not None
+
+
+def check(engine: Engine, repair: bool = False) -> CheckReport:
+    """Verify every image's content and find leftovers; with ``repair``, remove the leftovers."""
+    report = CheckReport()
+    layout, content, conn = engine.layout, engine.content, engine.db.conn
+    for row in records.all_images(conn):
+        short = _digest.short_id(row["id"])
+        for digest in (row["id"], row["manifest_digest"]):
+            if not content.exists(digest) or not content.verify(digest):
+                report.problems.append(f"image {short}: blob {digest} is missing or corrupt")
+        for layer in records.layers_of(conn, row["id"]):
+            if not content.exists(layer["blob_digest"]):
+                report.problems.append(f"image {short}: layer blob {layer['blob_digest']} is missing")
+            if layer["diff_id"] is None or not (layout.snapshots / _digest.hex_of(layer["chain_id"])).is_dir():
+                report.problems.append(f"image {short}: snapshot {layer['chain_id']} is missing")
+    if not repair:
+        report.problems += [f"leftover {path}" for path in _leftovers(engine, conn)]
+        return report
+    with engine.db.transaction() as tx:  # no operation can publish content while leftovers are judged
+        leases.expire_dead(tx)
+        for path in _leftovers(engine, tx):
+            os.rename(path, layout.trash / f"leftover-{os.path.basename(path)}-{os.getpid()}")
+            report.repaired.append(f"removed leftover {path}")
+        collected = gc.collect(tx, layout, content)
+    gc.empty_trash(layout)
+    report.repaired += [f"removed unreferenced snapshot {c}" for c in collected.snapshots]
+    report.repaired += [f"removed unreferenced blob {b}" for b in collected.blobs]
+    return report
+
+
+def _leftovers(engine: Engine, conn: sqlite3.Connection) -> list[str]:
+    """Files and directories no committed row or live lease accounts for."""
+    layout = engine.layout
+    known_snapshots = {_digest.hex_of(r["chain_id"]) for r in conn.execute("SELECT chain_id FROM snapshots")}
+    known_blobs = {_digest.hex_of(r["digest"]) for r in conn.execute("SELECT digest FROM blobs")}
+    leased = {r["key"] for r in conn.execute(
+        "SELECT key FROM lease_resources r JOIN leases l ON l.id = r.lease_id")}
+    paths = [entry.path for entry in os.scandir(layout.snapshots) if entry.name not in known_snapshots
+             and "sha256:" + entry.name not in leased]
+    paths += [entry.path for entry in os.scandir(layout.blobs)
+              if entry.name not in known_blobs and "sha256:" + entry.name not in leased]
+    paths += [entry.path for directory in (layout.ingest, layout.tmp) for entry in os.scandir(directory)
+              if not _owner_alive(entry.name)]
+    return paths

@@ -1,0 +1,1 @@
+"""Images: references, digests, media types, manifests and configs (pure data, no storage)."""

@@ -1,0 +1,47 @@
+"""Media types of the OCI image spec and Docker's schema 2, and what each one means for sampan."""
+
+from __future__ import annotations
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+OCI_LAYER_NONDIST = "application/vnd.oci.image.layer.nondistributable.v1.tar"
+OCI_LAYER_NONDIST_GZIP = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+OCI_LAYER_NONDIST_ZSTD = "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+MANIFESTS = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEXES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+CONFIGS = frozenset({OCI_CONFIG, DOCKER_CONFIG})
+
+# Layer media type -> compression ("" for none). Anything else is not a layer sampan can unpack.
+LAYER_COMPRESSION: dict[str, str] = {
+    OCI_LAYER: "",
+    OCI_LAYER_GZIP: "gzip",
+    OCI_LAYER_ZSTD: "zstd",
+    OCI_LAYER_NONDIST: "",
+    OCI_LAYER_NONDIST_GZIP: "gzip",
+    OCI_LAYER_NONDIST_ZSTD: "zstd",
+    DOCKER_LAYER: "",
+    DOCKER_LAYER_GZIP: "gzip",
+    DOCKER_LAYER_FOREIGN: "gzip",
+}
+
+_OCI_LAYER_BY_COMPRESSION = {"": OCI_LAYER, "gzip": OCI_LAYER_GZIP, "zstd": OCI_LAYER_ZSTD}
+
+
+def oci_layer_type(compression: str) -> str:
+    return _OCI_LAYER_BY_COMPRESSION[compression]
+
+
+def is_layer(media_type: str) -> bool:
+    return media_type in LAYER_COMPRESSION

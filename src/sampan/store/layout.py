@@ -1,0 +1,66 @@
+"""Where everything lives on disk, in one place, so no other module builds storage paths by hand.
+
+The storage root (default ``/var/lib/sampan``) holds durable state; the run-time root (default ``/run/sampan``)
+holds state that must not survive a reboot (mountpoints, pid files, sockets). Both are overridable so that each
+test, and each user who wants one, gets an isolated engine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = "/var/lib/sampan"
+DEFAULT_RUNROOT = "/run/sampan"
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+    runroot: Path
+
+    @classmethod
+    def from_options(cls, root: str | None = None, runroot: str | None = None) -> Layout:
+        """Flags win over the environment, which wins over the defaults."""
+        root = root or os.environ.get("SAMPAN_ROOT") or DEFAULT_ROOT
+        runroot = runroot or os.environ.get("SAMPAN_RUNROOT") or DEFAULT_RUNROOT
+        return cls(Path(root).absolute(), Path(runroot).absolute())
+
+    @property
+    def database(self) -> Path:
+        return self.root / "sampan.db"
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / "blobs" / "sha256"
+
+    @property
+    def ingest(self) -> Path:
+        """Partial blobs being written; never visible as content until verified and renamed."""
+        return self.root / "ingest"
+
+    @property
+    def snapshots(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def tmp(self) -> Path:
+        """Staging for multi-file work (unpacking, archives); same filesystem as the targets for atomic renames."""
+        return self.root / "tmp"
+
+    @property
+    def trash(self) -> Path:
+        """Directories renamed here inside a transaction are deleted after it commits."""
+        return self.root / "trash"
+
+    @property
+    def locks(self) -> Path:
+        return self.runroot / "locks"
+
+    def ensure(self) -> None:
+        """Create the tree (idempotent). Private to root: image content may hold setuid files."""
+        self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
+        for path in (self.blobs, self.ingest, self.snapshots, self.tmp, self.trash):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.locks.mkdir(mode=0o700, parents=True, exist_ok=True)
