@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m compileall -q src  # PYTHONDONTWRITEBYTECODE may be set: keep start-up fast
 	touch $@
 
 venv: deps $(STAMP)
