@@ -22,7 +22,7 @@ from sampan.image.config import host_architecture
 from sampan.store import gc
 from sampan.store import images as records
 from sampan.store import leases
-from sampan.store.leases import process_start_time
+from sampan._linux.proc import process_start_time
 
 
 def version() -> dict[str, Any]:

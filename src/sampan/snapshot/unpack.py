@@ -23,8 +23,9 @@ import stat
 import struct
 import threading
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Self
 
 from sampan import errors
 from sampan._linux import syscalls
@@ -35,15 +36,18 @@ WHITEOUT_MODES = ("overlay", "keep", "apply")
 _CHUNK = 1 << 20  # stream reads and file writes; large enough that per-call overhead vanishes
 _BLOCK = 512
 _MAX_META = 16 << 20  # PAX / GNU long name / sparse map payloads are buffered: bound what a header can ask for
-_DIR_CACHE_MAX = 256  # open parent-directory fds kept; well under the usual RLIMIT_NOFILE of 1024
+_DIR_CACHE_MAX = 128  # open parent-directory fds kept: several unpacks in parallel stay under RLIMIT_NOFILE 1024
 _NS = 1_000_000_000
 _NUMBERS: dict[bytes, int] = {}  # memo for _number; header fields are immutable bytes, so sharing is safe
 _NUMBERS_MAX = 4096
+_ID_MAX = 2**32 - 1  # uids, gids, device majors and minors
+_OFF_MAX = 2**63 - 1  # file sizes (off_t)
+_NS_MAX = 2**63 - 1  # timestamps in nanoseconds, as os.utime takes them
 
 _RESOLVE = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS | syscalls.RESOLVE_NO_XDEV
 _O_DIR_PATH = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _O_DIR_READ = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-_O_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+_O_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # name mode uid gid size mtime chksum type linkname magic+version (uname gname skipped) devmajor devminor prefix
 _HEADER = struct.Struct("100s8s8s8s12s12s8sc100s8s64x8s8s155s12x")
@@ -61,7 +65,7 @@ _XATTR_UNSUPPORTED = (errno.ENOTSUP, errno.EOPNOTSUPP)
 
 # errnos that mean "the layer's own tree does not allow this", reported as corrupt content.
 _CONTENT_ERRNOS = frozenset((errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ELOOP, errno.EXDEV,
-                             errno.ENAMETOOLONG, errno.EPERM, errno.EMLINK, errno.ENOTEMPTY))
+                             errno.ENAMETOOLONG, errno.EPERM, errno.EMLINK, errno.ENOTEMPTY, errno.EFBIG))
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,7 @@ class _Reader:
     GIL. A buffer is refilled only after its hash is done, and the two alternate.
     """
 
-    __slots__ = ("_readinto", "_views", "_index", "_view", "_pos", "_end", "_hasher", "offset")
+    __slots__ = ("_end", "_hasher", "_index", "_pos", "_readinto", "_view", "_views", "offset")
 
     def __init__(self, stream: BinaryIO) -> None:
         self._readinto = getattr(stream, "readinto", None) or _readinto_via_read(stream)
@@ -121,7 +125,7 @@ class _Reader:
         self._hasher = _Hasher(len(self._views))
         self.offset = 0  # bytes of the tar consumed so far
 
-    def __enter__(self) -> _Reader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -141,6 +145,7 @@ class _Reader:
         self._pos = 0
         self._end = keep + n
         return n
+
     def header(self) -> memoryview | None:
         """The next 512-byte block, or None at a clean end of stream; valid until the next read."""
         while self._end - self._pos < _BLOCK:
@@ -163,16 +168,31 @@ class _Reader:
         self.offset += take
         return self._view[start:start + take]
 
-    def copy_to(self, fd: int, size: int, at: int | None = None) -> None:
-        """Write the next ``size`` bytes to ``fd`` (with ``pwrite`` at offset ``at`` when given)."""
+    def copy_to(self, fd: int, size: int) -> None:
+        """Write the next ``size`` bytes to ``fd``."""
+        start = self._pos
+        if size <= self._end - start:  # the usual case for small files: one write from the buffer
+            self._pos = start + size
+            self.offset += size
+            chunk = self._view[start:start + size]
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+            return
         while size:
             chunk = self._chunk(size)
             size -= len(chunk)
             while chunk:
-                written = os.write(fd, chunk) if at is None else os.pwrite(fd, chunk, at)
+                chunk = chunk[os.write(fd, chunk):]
+
+    def copy_to_at(self, fd: int, size: int, at: int) -> None:
+        """Write the next ``size`` bytes to ``fd`` at offset ``at`` (one extent of a sparse file)."""
+        while size:
+            chunk = self._chunk(size)
+            size -= len(chunk)
+            while chunk:
+                written = os.pwrite(fd, chunk, at)
                 chunk = chunk[written:]
-                if at is not None:
-                    at += written
+                at += written
 
     def read(self, size: int) -> bytes:
         """The next ``size`` bytes, for metadata payloads (bounded by the caller)."""
@@ -185,6 +205,10 @@ class _Reader:
 
     def skip(self, size: int) -> None:
         """Consume ``size`` bytes (still hashed: they are part of the layer)."""
+        if size <= self._end - self._pos:  # the usual case: padding already buffered
+            self._pos += size
+            self.offset += size
+            return
         while size:
             size -= len(self._chunk(size))
 
@@ -234,7 +258,7 @@ class _Hasher:
         return self._hash.hexdigest()
 
 
-def _readinto_via_read(stream: BinaryIO):  # type: ignore[no-untyped-def]
+def _readinto_via_read(stream: BinaryIO) -> Callable[[memoryview], int]:
     """A ``readinto`` for streams that only offer ``read``."""
 
     def readinto(view: memoryview) -> int:
@@ -251,8 +275,8 @@ def _readinto_via_read(stream: BinaryIO):  # type: ignore[no-untyped-def]
 class _Entry:
     """One tar member, after extended headers are folded in. ``path`` is already cleaned (b"" is the root)."""
 
-    __slots__ = ("path", "type", "mode", "uid", "gid", "size", "mtime_ns", "atime_ns", "linkname", "rdev",
-                 "xattrs", "sparse", "realsize")
+    __slots__ = ("atime_ns", "gid", "linkname", "mode", "mtime_ns", "path", "rdev", "realsize", "size", "sparse",
+                 "type", "uid", "xattrs")
 
     def __init__(self, path: bytes, type_: bytes, mode: int, uid: int, gid: int, size: int, mtime_ns: int,
                  linkname: bytes, rdev: int) -> None:
@@ -289,6 +313,8 @@ def _entries(reader: _Reader) -> Iterator[_Entry]:
                 return
             _verify_checksum_exactly(block, chksum)
         size = _parse_number(size_f)
+        if size < 0:
+            raise errors.CorruptContent("layer tar has a header with a negative size")
         if type_ in b"xgLK":
             payload = _read_meta(reader, size)
             if type_ == b"x":
@@ -307,9 +333,14 @@ def _entries(reader: _Reader) -> Iterator[_Entry]:
                 name = prefix.split(b"\x00", 1)[0] + b"/" + name
         if type_ == b"\x00" and name.endswith(b"/"):
             type_ = b"5"  # pre-POSIX tars mark directories with a trailing slash
-        entry = _Entry(name, type_, _number(mode) & 0o7777, _number(uid), _number(gid), size,
-                       _number(mtime) * _NS, longlink if longlink is not None else linkname.split(b"\x00", 1)[0],
-                       os.makedev(_number(major), _number(minor)) if type_ in b"34" else 0)
+        if longlink is not None:
+            linkname = longlink
+        elif type_ in b"12":  # only links have targets
+            linkname = linkname.split(b"\x00", 1)[0]
+        else:
+            linkname = b""
+        entry = _Entry(name, type_, _number(mode) & 0o7777, _number(uid), _number(gid), size, _number(mtime) * _NS,
+                       linkname, _device(major, minor) if type_ in b"34" else 0)
         if pax:
             _apply_pax(entry, pax, pax_sparse)
         if old_sparse is not None:
@@ -317,15 +348,30 @@ def _entries(reader: _Reader) -> Iterator[_Entry]:
         elif entry.sparse is not None and pax.get(b"GNU.sparse.major") == b"1":
             _sparse_v1_map(entry, reader)
         entry.path = _clean(entry.path)
-        if entry.uid < 0 or entry.gid < 0 or entry.size < 0:
-            raise errors.CorruptContent(f"tar entry {entry.path!r} has a negative size or id")
+        if pax or old_sparse is not None or (mode[0] | uid[0] | gid[0] | size_f[0] | mtime[0]) & 0x80:
+            _check_ranges(entry)  # plain octal fields are too short to go out of range
         data = 0 if type_ in _HEADER_ONLY else entry.size
         end = reader.offset + data
         yield entry
         reader.skip(end - reader.offset + (-data % _BLOCK))
-        pax.clear()
-        pax_sparse.clear()
+        if pax:
+            pax.clear()
+            pax_sparse.clear()
         longname = longlink = None
+
+
+def _check_ranges(entry: _Entry) -> None:
+    """Numbers the kernel cannot take (ids beyond 32 bits, out-of-range times, negative sizes) are malformed."""
+    if not (0 <= entry.uid <= _ID_MAX and 0 <= entry.gid <= _ID_MAX and 0 <= entry.size <= entry.realsize <= _OFF_MAX
+            and -_NS_MAX <= entry.mtime_ns <= _NS_MAX and -_NS_MAX <= entry.atime_ns <= _NS_MAX):
+        raise errors.CorruptContent(f"layer tar entry {entry.path!r} has an out-of-range id, size or time")
+
+
+def _device(major: bytes, minor: bytes) -> int:
+    numbers = _number(major), _number(minor)
+    if not all(0 <= n <= _ID_MAX for n in numbers):
+        raise errors.CorruptContent("layer tar has an out-of-range device number")
+    return os.makedev(*numbers)
 
 
 def _end_of_archive(reader: _Reader) -> None:
@@ -480,14 +526,14 @@ def _sparse_pairs(numbers: list[int]) -> list[tuple[int, int]]:
 def _old_gnu_sparse(entry: _Entry, area: bytes, reader: _Reader) -> None:
     """Old GNU sparse ('S'): 4 map slots in the header, then 21-slot extension blocks while flagged."""
     entry.type = b"0"
-    entry.realsize = _number(area[97:109])
+    entry.realsize = _parse_number(area[97:109])
     numbers: list[int] = []
     slots, extended = area[:96], area[96]
     while True:
         for i in range(0, len(slots), 24):
             if not slots[i:i + 24].strip(b"\x00"):
                 break
-            numbers += (_number(slots[i:i + 12]), _number(slots[i + 12:i + 24]))
+            numbers += (_parse_number(slots[i:i + 12]), _parse_number(slots[i + 12:i + 24]))
         if not extended:
             break
         block = reader.header()
@@ -518,7 +564,7 @@ def _check_sparse(entry: _Entry, stored: int) -> None:
     """Extents must ascend without overlap, stay within the file, and add up to the stored data."""
     position = 0
     for offset, length in entry.sparse or ():
-        if offset < position or offset + length > entry.realsize:
+        if offset < position or length < 0 or offset + length > entry.realsize:
             raise errors.CorruptContent(f"layer tar has an invalid sparse map for {entry.path!r}")
         position = offset + length
     if sum(length for _, length in entry.sparse or ()) != stored:
@@ -569,8 +615,7 @@ class _Tree:
         self._whiteouts = whiteouts
         self._umask = _umask()
         self._root = os.open(dest, _O_DIR_READ)
-        st = os.fstat(self._root)
-        self._root_dir = (self._root, st.st_gid if st.st_mode & stat.S_ISGID else -1)
+        self._root_dir = (self._root, _inherit_gid(self._root))
         self._dirs: dict[bytes, tuple[int, int]] = {}
         self._retired: list[int] = []
         self._dir_times: dict[bytes, tuple[int, int]] = {}
@@ -580,7 +625,7 @@ class _Tree:
         self.size = 0
         self.entries = 0
 
-    def __enter__(self) -> _Tree:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -593,46 +638,41 @@ class _Tree:
     def apply(self, entry: _Entry, reader: _Reader) -> None:
         """Create ``entry`` in the tree; file data is read from ``reader``."""
         self.entries += 1
+        path = entry.path
         try:
-            self._apply(entry, reader)
+            if self._whiteouts != "keep" and b".wh." in path:  # a cheap test first: few entries are whiteouts
+                if whiteout.is_whiteout_name(path):
+                    self._whiteout(entry)
+                    return
+                if whiteout.is_reserved_name(path.partition(b"/")[0]):
+                    return  # contents of aufs metadata directories (.wh..wh.plnk, ...)
+            if not path:
+                self._root_entry(entry)
+                return
+            parent, _, base = path.rpartition(b"/")
+            pfd, inherit = self._dirs.get(parent) or self._parent(parent)
+            type_ = entry.type
+            if type_ in _REGULAR:
+                self._regular(entry, reader, pfd, base, inherit)
+            elif type_ == b"5" or type_ == b"D":
+                self._directory(entry, pfd, base, inherit)
+            elif type_ == b"2":
+                self._symlink(entry, pfd, base, inherit)
+            elif type_ == b"1":
+                self._hardlink(entry, pfd, base)
+            elif type_ in _DEVICE_KINDS:
+                self._node(entry, pfd, base, inherit)
+            else:
+                raise errors.Unsupported(f"layer tar entry {os.fsdecode(path)!r} has unsupported type {type_!r}")
+            if self._whiteouts == "apply":
+                self._note_unpacked(path)
         except OSError as exc:
             if exc.errno in _CONTENT_ERRNOS:
-                raise errors.CorruptContent(
-                    f"cannot unpack {os.fsdecode(entry.path)!r}: {exc.strerror}") from exc
+                raise errors.CorruptContent(f"cannot unpack {os.fsdecode(path)!r}: {exc.strerror}") from exc
             raise
         finally:
             if self._retired:
                 self._close_retired()
-
-    def _apply(self, entry: _Entry, reader: _Reader) -> None:
-        path = entry.path
-        if self._whiteouts != "keep" and b".wh." in path:
-            base = path.rpartition(b"/")[2]
-            if base.startswith(b".wh."):
-                self._whiteout(entry, base)
-                return
-            if path.startswith(b".wh..wh."):
-                return  # contents of aufs metadata directories (.wh..wh.plnk, ...)
-        if not path:
-            self._root_entry(entry)
-            return
-        parent, _, base = path.rpartition(b"/")
-        pfd, inherit = self._dirs.get(parent) or self._parent(parent)
-        type_ = entry.type
-        if type_ in _REGULAR:
-            self._regular(entry, reader, pfd, base, inherit)
-        elif type_ == b"5" or type_ == b"D":
-            self._directory(entry, pfd, base, inherit)
-        elif type_ == b"2":
-            self._symlink(entry, pfd, base, inherit)
-        elif type_ == b"1":
-            self._hardlink(entry, pfd, base)
-        elif type_ in _DEVICE_KINDS:
-            self._node(entry, pfd, base, inherit)
-        else:
-            raise errors.Unsupported(f"layer tar entry {os.fsdecode(path)!r} has unsupported type {type_!r}")
-        if self._whiteouts == "apply":
-            self._note_unpacked(path)
 
     # -- entry kinds --
 
@@ -647,7 +687,7 @@ class _Tree:
                 reader.copy_to(fd, entry.size)
             else:
                 for offset, length in entry.sparse:
-                    reader.copy_to(fd, length, offset)
+                    reader.copy_to_at(fd, length, offset)
                 os.ftruncate(fd, entry.realsize)
             # Data first: writing clears security.capability, and chown clears setuid bits and capabilities.
             self._fd_owner_mode(fd, entry, inherit, force=False)
@@ -732,31 +772,39 @@ class _Tree:
 
     # -- whiteouts --
 
-    def _whiteout(self, entry: _Entry, base: bytes) -> None:
-        if base == b".wh..wh..opq":
-            directory = entry.path.rpartition(b"/")[0]
+    def _whiteout(self, entry: _Entry) -> None:
+        """An OCI whiteout or opaque marker, turned into what ``whiteouts`` asked for."""
+        directory = whiteout.opaque_marker_dir(entry.path)
+        target = whiteout.oci_whiteout_target(entry.path) if directory is None else None
+        if directory is not None:
             if self._whiteouts == "overlay":
                 self._mark_opaque(directory)
             else:
                 self._clear_lower(directory)
-            return
-        target = whiteout.oci_whiteout_target(entry.path)
-        if target is None:
-            return  # other reserved .wh..wh.* names carry no meaning in OCI layers
-        parent, _, tbase = target.rpartition(b"/")
-        if self._whiteouts == "overlay":
-            pfd, inherit = self._dirs.get(parent) or self._parent(parent)
-            try:
-                os.mknod(tbase, stat.S_IFCHR, whiteout.WHITEOUT_RDEV, dir_fd=pfd)
-            except FileExistsError:
-                self._remove(pfd, target, tbase)
-                os.mknod(tbase, stat.S_IFCHR, whiteout.WHITEOUT_RDEV, dir_fd=pfd)
-            if self._needs_chown(entry, inherit):
-                os.chown(tbase, entry.uid, entry.gid, dir_fd=pfd, follow_symlinks=False)
-            return
+        elif target is not None:  # None: another reserved .wh..wh.* name, meaningless in OCI layers
+            if self._whiteouts == "overlay":
+                self._overlay_whiteout(entry, target)
+            else:
+                self._delete(target)
+
+    def _overlay_whiteout(self, entry: _Entry, target: bytes) -> None:
+        """Overlay form of a whiteout: a 0/0 character device in place of whatever this layer put there."""
+        parent, _, base = target.rpartition(b"/")
+        pfd, inherit = self._dirs.get(parent) or self._parent(parent)
+        try:
+            os.mknod(base, stat.S_IFCHR, whiteout.WHITEOUT_RDEV, dir_fd=pfd)
+        except FileExistsError:
+            self._remove(pfd, target, base)
+            os.mknod(base, stat.S_IFCHR, whiteout.WHITEOUT_RDEV, dir_fd=pfd)
+        if self._needs_chown(entry, inherit):
+            os.chown(base, entry.uid, entry.gid, dir_fd=pfd, follow_symlinks=False)
+
+    def _delete(self, target: bytes) -> None:
+        """"apply" form of a whiteout: delete the target (never through a symlink), if it exists."""
+        parent, _, base = target.rpartition(b"/")
         try:
             pfd = (self._dirs.get(parent) or self._parent(parent, create=False))[0]
-            self._remove(pfd, target, tbase)
+            self._remove(pfd, target, base)
         except (FileNotFoundError, NotADirectoryError):
             pass  # nothing there to delete
 
@@ -916,8 +964,10 @@ class _Tree:
             try:
                 pfd = (self._dirs.get(parent) or self._parent(parent, create=False))[0]
                 is_dir = stat.S_ISDIR(os.stat(base, dir_fd=pfd, follow_symlinks=False).st_mode)
-            except (FileNotFoundError, NotADirectoryError):
-                is_dir = False  # removed later through another path (a symlinked parent)
+            except OSError as exc:
+                if exc.errno not in _CONTENT_ERRNOS:
+                    raise
+                is_dir = False  # replaced later through another path (a symlinked parent)
             if is_dir:
                 os.utime(base, ns=times, dir_fd=pfd, follow_symlinks=False)
             if self._retired:
@@ -942,7 +992,7 @@ def _set_xattrs(fd: int, xattrs: dict[str, bytes]) -> None:
         _ignore_unsupported(os.setxattr, fd, name, value)
 
 
-def _ignore_unsupported(setter, *args) -> None:  # type: ignore[no-untyped-def]
+def _ignore_unsupported(setter: Callable[..., None], *args: Any) -> None:
     """Apply an xattr, ignoring filesystems without xattr support (Docker warns and carries on too)."""
     try:
         setter(*args)

@@ -35,7 +35,7 @@ WHITEOUT_RDEV = 0
 
 def _like(sample: AnyStr, text: str) -> AnyStr:
     """``text`` in the same string type as ``sample``."""
-    return text if isinstance(sample, str) else text.encode()  # type: ignore[return-value]
+    return text if isinstance(sample, str) else text.encode()
 
 
 def _split(name: AnyStr) -> tuple[AnyStr, AnyStr]:

@@ -14,17 +14,8 @@ import time
 import uuid
 from types import TracebackType
 
+from sampan._linux.proc import process_start_time
 from sampan.store.metadata import Database
-
-
-def process_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat: with the pid, it identifies a process across pid reuse."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(b")") + 2:].split()[19].decode()
 
 
 class Lease:

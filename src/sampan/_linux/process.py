@@ -1,0 +1,148 @@
+"""Process-level syscalls the ``os`` module lacks on Python 3.11: namespaces, mounts, pivot_root, prctl, capabilities.
+
+Thin wrappers only: each raises ``OSError`` with the real errno, and takes and returns plain Python values.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from sampan._linux.libc import check, libc, syscall
+
+# clone(2) / unshare(2) namespace flags.
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# mount(2) flags.
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOSYMFOLLOW = 0x100
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MNT_DETACH = 0x2
+
+# prctl(2) options.
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# ioctl requests for terminals.
+TIOCSCTTY = 0x540E
+TIOCGPTPEER = 0x5441
+TIOCSWINSZ = 0x5414
+
+CLOSE_RANGE_CLOEXEC = 1 << 2
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def unshare(flags: int) -> None:
+    syscall("unshare", ctypes.c_int(flags))
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    syscall("setns", ctypes.c_int(fd), ctypes.c_int(nstype))
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    fn = libc().mount
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    check(fn(source.encode() if source is not None else None, target.encode(),
+             fstype.encode() if fstype is not None else None, flags, data.encode() if data else None))
+
+
+def umount(target: str, flags: int = 0) -> None:
+    fn = libc().umount2
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    check(fn(target.encode(), flags))
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    syscall("pivot_root", ctypes.c_char_p(new_root.encode()), ctypes.c_char_p(put_old.encode()))
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    fn = libc().prctl
+    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    return check(fn(option, arg2, arg3, arg4, arg5))
+
+
+def sethostname(name: str) -> None:
+    data = name.encode()
+    syscall("sethostname", ctypes.c_char_p(data), ctypes.c_size_t(len(data)))
+
+
+def setdomainname(name: str) -> None:
+    data = name.encode()
+    syscall("setdomainname", ctypes.c_char_p(data), ctypes.c_size_t(len(data)))
+
+
+def personality(persona: int) -> None:
+    syscall("personality", ctypes.c_ulong(persona))
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (64-bit masks, as version 3 of the interface)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    syscall("capset", ctypes.byref(header), ctypes.byref(data))
+
+
+def ioctl_int(fd: int, request: int, arg: int = 0) -> int:
+    fn = libc().ioctl
+    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong]
+    return check(fn(fd, request, arg))
+
+
+def set_winsize(fd: int, rows: int, cols: int) -> None:
+    packed = (ctypes.c_ushort * 4)(rows, cols, 0, 0)
+    fn = libc().ioctl
+    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+    check(fn(fd, TIOCSWINSZ, ctypes.addressof(packed)))
+
+
+def close_range_cloexec(first: int) -> None:
+    """Mark every fd >= ``first`` close-on-exec, so no runtime fd can leak into the container (CVE-2024-21626)."""
+    syscall("close_range", ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF), ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
