@@ -29,29 +29,30 @@ _QUERY_BATCH = 64
 _LOG_SIZE = 1 << 16
 
 
+_u32, _u64 = ctypes.c_uint32, ctypes.c_uint64
+
+
 class _ProgLoad(ctypes.Structure):
-    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
-                ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
-                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32), ("prog_flags", ctypes.c_uint32),
-                ("prog_name", ctypes.c_char * 16), ("prog_ifindex", ctypes.c_uint32),
-                ("expected_attach_type", ctypes.c_uint32)]
+    _fields_ = [("prog_type", _u32), ("insn_cnt", _u32), ("insns", _u64), ("license", _u64),
+                ("log_level", _u32), ("log_size", _u32), ("log_buf", _u64), ("kern_version", _u32),
+                ("prog_flags", _u32),
+                ("prog_name", ctypes.c_char * 16), ("prog_ifindex", _u32), ("expected_attach_type", _u32)]
 
 
 class _Attach(ctypes.Structure):
     """PROG_ATTACH and PROG_DETACH share this arm."""
 
-    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
-                ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32),
-                ("replace_bpf_fd", ctypes.c_uint32)]
+    _fields_ = [("target_fd", _u32), ("attach_bpf_fd", _u32), ("attach_type", _u32), ("attach_flags", _u32),
+                ("replace_bpf_fd", _u32)]
 
 
 class _Query(ctypes.Structure):
-    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_type", ctypes.c_uint32), ("query_flags", ctypes.c_uint32),
-                ("attach_flags", ctypes.c_uint32), ("prog_ids", ctypes.c_uint64), ("prog_cnt", ctypes.c_uint32)]
+    _fields_ = [("target_fd", _u32), ("attach_type", _u32), ("query_flags", _u32), ("attach_flags", _u32),
+                ("prog_ids", _u64), ("prog_cnt", _u32)]
 
 
 class _GetFdById(ctypes.Structure):
-    _fields_ = [("prog_id", ctypes.c_uint32), ("next_id", ctypes.c_uint32), ("open_flags", ctypes.c_uint32)]
+    _fields_ = [("prog_id", _u32), ("next_id", _u32), ("open_flags", _u32)]
 
 
 def _bpf(cmd: int, attr: ctypes.Structure) -> int:
@@ -81,7 +82,8 @@ def prog_load(prog_type: int, insns: bytes, license: str, name: str) -> int:
         try:
             return _bpf(BPF_PROG_LOAD, attr)
         except OSError as again:
-            raise OSError(again.errno, f"{again.strerror}: {log.value.decode(errors='replace').strip()}") from None
+            verifier = log.value.decode(errors="replace").strip()
+            raise OSError(again.errno, f"{again.strerror}: {verifier}") from None
 
 
 def prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:

@@ -51,11 +51,9 @@ ATTR_API_SYSRAWRC = 9
 
 # seccomp(2) (linux/seccomp.h).
 SECCOMP_SET_MODE_FILTER = 1
-FILTER_FLAG_TSYNC = 1 << 0
 FILTER_FLAG_LOG = 1 << 1
 FILTER_FLAG_SPEC_ALLOW = 1 << 2
 FILTER_FLAG_NEW_LISTENER = 1 << 3
-FILTER_FLAG_TSYNC_ESRCH = 1 << 4
 USER_NOTIF_FLAG_CONTINUE = 1 << 0
 
 _NR_SCMP_ERROR = -1
@@ -273,8 +271,8 @@ def notify_receive(fd: int) -> Notification:
         lib.seccomp_notify_free(req, resp)
 
 
-def notify_respond(fd: int, id: int, val: int = 0, error: int = 0, flags: int = 0) -> None:
-    """Answer notification ``id``: the syscall returns ``val``, or fails with ``error`` (a negative errno).
+def notify_respond(fd: int, notification_id: int, val: int = 0, error: int = 0, flags: int = 0) -> None:
+    """Answer a notification: the syscall returns ``val``, or fails with ``error`` (a negative errno).
 
     ``flags=USER_NOTIF_FLAG_CONTINUE`` lets the kernel run the syscall as if no filter had stopped it.
     """
@@ -283,15 +281,15 @@ def notify_respond(fd: int, id: int, val: int = 0, error: int = 0, flags: int = 
     _check(lib.seccomp_notify_alloc(ctypes.byref(req), ctypes.byref(resp)), "seccomp_notify_alloc")
     try:
         r = resp.contents
-        r.id, r.val, r.error, r.flags = id, val, error, flags
+        r.id, r.val, r.error, r.flags = notification_id, val, error, flags
         _check(lib.seccomp_notify_respond(fd, resp), "seccomp_notify_respond")
     finally:
         lib.seccomp_notify_free(req, resp)
 
 
-def notify_id_valid(fd: int, id: int) -> bool:
-    """Whether the process behind notification ``id`` still waits (guards against pid reuse)."""
-    return _lib().seccomp_notify_id_valid(fd, id) == 0
+def notify_id_valid(fd: int, notification_id: int) -> bool:
+    """Whether the process behind a notification still waits (guards against pid reuse)."""
+    return bool(_lib().seccomp_notify_id_valid(fd, notification_id) == 0)
 
 
 def set_mode_filter(program: bytes, flags: int) -> int:

@@ -1,0 +1,54 @@
+"""Terminals: a pty created inside the container, its master sent over the console socket (runc's protocol).
+
+The pty is opened from the container's own devpts through ``/dev/pts/ptmx`` with ``O_NOFOLLOW`` and verified to
+be the ptmx device, and the peer is opened with ``TIOCGPTPEER`` rather than by a path the container controls
+(CVE-2025-52565).
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import os
+import socket
+import stat
+
+from sampan._linux import process as sys_
+from sampan.errors import SampanError
+
+
+def open_pty() -> tuple[int, int]:
+    """(master, slave) from the container's devpts instance."""
+    master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    st = os.fstat(master)
+    if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) != 5 or os.minor(st.st_rdev) != 2:
+        os.close(master)
+        raise SampanError("/dev/pts/ptmx in the container is not the ptmx device")
+    fcntl.ioctl(master, 0x40045431, b"\0\0\0\0")  # TIOCSPTLCK: unlock
+    slave = sys_.ioctl_int(master, sys_.TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    return master, slave
+
+
+def send_fd(sock: socket.socket, fd: int, name: str) -> None:
+    """runc's console-socket message: the pty name as payload, the master fd as SCM_RIGHTS."""
+    sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+
+
+def recv_fd(sock: socket.socket) -> int:
+    fds = array.array("i")
+    _, ancdata, _, _ = sock.recvmsg(4096, socket.CMSG_SPACE(fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    if not fds:
+        raise SampanError("no file descriptor received on the console socket")
+    return fds[0]
+
+
+def make_controlling(slave: int) -> None:
+    """Make the pty slave our controlling terminal and stdio (we are a session leader)."""
+    sys_.ioctl_int(slave, sys_.TIOCSCTTY, 0)
+    for target in (0, 1, 2):
+        os.dup2(slave, target)
+    if slave > 2:
+        os.close(slave)

@@ -1,0 +1,378 @@
+"""The runtime's lifecycle verbs, on the runtime side (the parent): create, start, run, exec, kill, delete, ...
+
+The parent validates everything before anything is created, then forks the container (see ``init``) and answers
+its requests over a socket pair: map the user namespace, run the createRuntime hooks, and wait for "ready". Any
+failure before "ready" removes what was made: the init process, the cgroup and the state directory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sampan._linux import process as sys_
+from sampan._linux.proc import process_start_time, process_state
+from sampan.errors import Conflict, InvalidArgument, NotFound, SampanError
+from sampan.runtime import init, spec as specs
+from sampan.runtime.capabilities import CapabilityPlan
+from sampan.runtime.cgroups import open_cgroup
+from sampan.runtime.hooks import HookError, run_hooks
+from sampan.runtime.state import EXEC_FIFO, State, StateStore
+
+
+class ContainerError(SampanError):
+    pass
+
+
+def _now() -> str:
+    now = time.time()
+    return datetime.fromtimestamp(int(now), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + \
+        f".{int((now % 1) * 1e9):09d}Z"
+
+
+def _write_pid_file(path: str | None, pid: int) -> None:
+    if not path:
+        return
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _connect_console(path: str | None) -> int:
+    if not path:
+        return -1
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise InvalidArgument(f"console socket {path}: {e.strerror}") from None
+    return sock.detach()
+
+
+def _compile_seccomp(config: dict[str, Any]) -> Any:
+    seccomp = (config.get("linux") or {}).get("seccomp")
+    if not seccomp:
+        return None
+    from sampan.runtime import seccomp as seccomp_mod
+
+    seccomp_mod.validate(seccomp)
+    return seccomp_mod.compile_filter(seccomp)
+
+
+# runc's AllowedDevices: mknod of anything, the default devices, ptys and tun, on top of the spec's own rules.
+_DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
+    {"allow": True, "type": "c", "access": "m"}, {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+      for major, minor in ((1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 2), (10, 200))),
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+]
+
+
+def _cgroup_resources(linux: dict[str, Any]) -> dict[str, Any]:
+    """The spec's resources plus the device rules runc always adds (defaults, then the spec's devices)."""
+    resources = dict(linux.get("resources") or {})
+    spec_devices = [{"allow": True, "type": d.get("type", "c"), "major": d.get("major"), "minor": d.get("minor"),
+                     "access": "rwm"} for d in linux.get("devices") or [] if d.get("type") in ("c", "b")]
+    resources["devices"] = list(resources.get("devices") or []) + _DEFAULT_DEVICE_RULES + spec_devices
+    return resources
+
+
+def _write_maps(pid: int, linux: dict[str, Any]) -> None:
+    def lines(maps: list[dict[str, int]]) -> str:
+        return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
+
+    with open(f"/proc/{pid}/uid_map", "w") as f:
+        f.write(lines(linux.get("uidMappings") or []))
+    with open(f"/proc/{pid}/gid_map", "w") as f:
+        f.write(lines(linux.get("gidMappings") or []))
+
+
+@dataclass
+class Runtime:
+    """One state root (runc's ``--root``); every verb is a method taking the container ID."""
+
+    root: str = "/run/sampan-runc"
+
+    def __post_init__(self) -> None:
+        self.states = StateStore(self.root)
+
+    # ------------------------------------------------------------------------------------------ create/start
+
+    def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
+               console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0) -> State:
+        bundle = os.path.abspath(bundle)
+        config = specs.load(bundle)
+        rootfs = specs.rootfs_path(config, bundle)
+        linux = config.get("linux") or {}
+        process = config.get("process") or {}
+        if process.get("terminal") and not console_socket:
+            raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
+        seccomp_filter = _compile_seccomp(config)
+        state_dir = self.states.reserve(container_id)
+        cgroup = open_cgroup(linux.get("cgroupsPath") or f"/sampan-runc/{container_id}")
+        init_pid = 0
+        try:
+            fifo = os.path.join(state_dir, EXEC_FIFO)
+            os.mkfifo(fifo, 0o622)
+            os.chmod(fifo, 0o622)
+            cgroup.create()
+            cgroup.apply(_cgroup_resources(linux))
+            state = State(id=container_id, bundle=bundle, rootfs=rootfs, pid=0, pid_start="", created=_now(),
+                          cgroup_path=cgroup.path, config=config, annotations=config.get("annotations") or {})
+            plan = init.InitPlan(spec=config, rootfs=rootfs, bundle=bundle, process=process,
+                                 namespaces=list(linux.get("namespaces") or []),
+                                 caps=CapabilityPlan(process.get("capabilities")),
+                                 fifo_fd=os.open(fifo, os.O_PATH | os.O_CLOEXEC),
+                                 console_fd=_connect_console(console_socket), seccomp=seccomp_filter,
+                                 no_pivot=no_pivot, preserve_fds=preserve_fds)
+            init_pid = self._spawn(plan, cgroup, state)
+            state.pid, state.pid_start = init_pid, process_start_time(init_pid) or ""
+            self.states.save(state)
+            _write_pid_file(pid_file, init_pid)
+            return state
+        except BaseException:
+            if init_pid:
+                _kill_and_wait(init_pid)
+            cgroup.kill_all(signal.SIGKILL) if cgroup.exists() else None
+            cgroup.destroy()
+            self.states.remove(container_id)
+            raise
+
+    def _spawn(self, plan: init.InitPlan, cgroup: Any, state: State) -> int:
+        """Fork the container and serve its requests until it is ready; returns the container's pid."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        plan.state = state.oci_state("")
+        first = os.fork()
+        if first == 0:
+            parent.close()
+            init.stage1(child, plan)
+        child.close()
+        for fd in (plan.fifo_fd, plan.console_fd):
+            if fd >= 0:
+                os.close(fd)
+        container_pid = 0
+        try:
+            cgroup.add(first)
+            init.send(parent, type="go")
+            while True:
+                message = init.recv(parent)
+                kind = message.get("type")
+                if kind == "map-user":
+                    _write_maps(first, plan.spec.get("linux") or {})
+                    init.send(parent, type="mapped")
+                elif kind == "pid":
+                    container_pid = message["pid"]
+                elif kind == "hooks":
+                    hook_state = dict(plan.state, pid=container_pid, status="creating")
+                    run_hooks(plan.spec, "prestart", hook_state)
+                    run_hooks(plan.spec, "createRuntime", hook_state)
+                    init.send(parent, type="continue")
+                elif kind == "ready":
+                    return container_pid
+                elif kind == "error":
+                    raise ContainerError(message["message"])
+                else:
+                    raise ContainerError("container init exited unexpectedly")
+        except BaseException:
+            if container_pid:
+                _kill_and_wait(container_pid)
+            raise
+        finally:
+            parent.close()
+            try:
+                os.waitpid(first, 0)
+            except ChildProcessError:
+                pass
+
+    def start(self, container_id: str) -> None:
+        state = self.states.load(container_id)
+        state_dir = self.states.dir(container_id)
+        status = state.status(state_dir)
+        if status != "created":
+            raise Conflict(f"cannot start a container that has {status}" if status == "stopped"
+                           else f"cannot start an already {status} container")
+        fifo_path = os.path.join(state_dir, EXEC_FIFO)
+        fd = os.open(fifo_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if not os.read(fd, 1):
+                raise ContainerError("cannot start container: its init exited before it was started")
+        finally:
+            os.close(fd)
+            os.unlink(fifo_path)
+        try:
+            run_hooks(state.config, "poststart", state.oci_state(state_dir))
+        except HookError as e:
+            self.kill(container_id, signal.SIGKILL)
+            raise ContainerError(str(e)) from None
+
+    # ------------------------------------------------------------------------------------------ run/exec
+
+    def run(self, container_id: str, bundle: str, *, detach: bool = False, pid_file: str | None = None,
+            console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0) -> int:
+        """create + start; in the foreground, wait for the container and delete it, returning its status."""
+        if not detach:
+            sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
+        state = self.create(container_id, bundle, pid_file=pid_file, console_socket=console_socket,
+                            no_pivot=no_pivot, preserve_fds=preserve_fds)
+        try:
+            self.start(container_id)
+        except BaseException:
+            self.delete(container_id, force=True)
+            raise
+        if detach:
+            return 0
+        code = _wait_forwarding_signals(state.pid)
+        self.delete(container_id, force=True)
+        return code
+
+    def exec(self, container_id: str, process: dict[str, Any], *, detach: bool = False,
+             pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0) -> int:
+        state = self.states.load(container_id)
+        status = state.status(self.states.dir(container_id))
+        if status not in ("running", "created"):
+            raise Conflict(f"cannot exec in a {status} container")
+        if process.get("terminal") and not console_socket:
+            raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
+        if not detach:
+            sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
+        config = dict(state.config, process=process)
+        plan = init.InitPlan(spec=config, rootfs=state.rootfs, bundle=state.bundle, process=process,
+                             namespaces=[], caps=CapabilityPlan(process.get("capabilities")),
+                             console_fd=_connect_console(console_socket), seccomp=_compile_seccomp(config),
+                             join_pid=state.pid, preserve_fds=preserve_fds)
+        pid = self._spawn(plan, open_cgroup(state.cgroup_path), state)
+        _write_pid_file(pid_file, pid)
+        return 0 if detach else _wait_forwarding_signals(pid)
+
+    # ------------------------------------------------------------------------------------------ queries
+
+    def state(self, container_id: str) -> dict[str, Any]:
+        return self.states.load(container_id).oci_state(self.states.dir(container_id))
+
+    def list(self) -> list[dict[str, Any]]:
+        out = []
+        for container_id in self.states.ids():
+            try:
+                out.append(self.state(container_id))
+            except NotFound:
+                continue
+        return out
+
+    def pids(self, container_id: str) -> list[int]:
+        state = self.states.load(container_id)
+        return open_cgroup(state.cgroup_path).pids()
+
+    # ------------------------------------------------------------------------------------------ signals, delete
+
+    def kill(self, container_id: str, sig: int, all: bool = False) -> None:
+        state = self.states.load(container_id)
+        status = state.status(self.states.dir(container_id))
+        if status == "stopped" and not all:
+            raise Conflict("container not running")
+        if all:
+            open_cgroup(state.cgroup_path).kill_all(sig)
+        else:
+            os.kill(state.pid, sig)
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        state = self.states.load(container_id)
+        state_dir = self.states.dir(container_id)
+        status = state.status(state_dir)
+        cgroup = open_cgroup(state.cgroup_path)
+        if status in ("running", "paused") and not force:
+            raise Conflict(f"cannot delete container {container_id} that is not stopped: {status}")
+        if status != "stopped" or cgroup.pids():
+            if status == "paused":
+                cgroup.thaw()
+            if cgroup.exists():
+                cgroup.kill_all(signal.SIGKILL)
+            _kill_and_wait(state.pid if status != "stopped" else 0)
+            _wait_empty(cgroup)
+        oci = dict(state.oci_state(state_dir), status="stopped")
+        cgroup.destroy()
+        self.states.remove(container_id)
+        try:
+            run_hooks(state.config, "poststop", oci)
+        except HookError:
+            pass  # runc only warns: the container is gone either way
+
+    def pause(self, container_id: str) -> None:
+        self._require(container_id, ("running",), "pause")
+        open_cgroup(self.states.load(container_id).cgroup_path).freeze()
+
+    def resume(self, container_id: str) -> None:
+        self._require(container_id, ("paused",), "resume")
+        open_cgroup(self.states.load(container_id).cgroup_path).thaw()
+
+    def update(self, container_id: str, resources: dict[str, Any]) -> None:
+        state = self.states.load(container_id)
+        open_cgroup(state.cgroup_path).apply(resources)
+        linux = dict(state.config.get("linux") or {})
+        merged = dict(linux.get("resources") or {})
+        merged.update(resources)
+        state.config = dict(state.config, linux=dict(linux, resources=merged))
+        self.states.save(state)
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        state = self.states.load(container_id)
+        return open_cgroup(state.cgroup_path).stats()
+
+    def _require(self, container_id: str, allowed: tuple[str, ...], verb: str) -> None:
+        status = self.states.load(container_id).status(self.states.dir(container_id))
+        if status not in allowed:
+            raise Conflict(f"container not {'paused' if verb == 'resume' else 'running'}")
+
+
+def _kill_and_wait(pid: int, timeout: float = 10.0) -> None:
+    if pid <= 0:
+        return
+    start = process_start_time(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                return
+        except ChildProcessError:
+            pass
+        if process_start_time(pid) != start or process_state(pid) in (None, "Z", "X"):
+            return
+        time.sleep(0.005)
+
+
+def _wait_empty(cgroup: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while cgroup.exists() and cgroup.pids() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _wait_forwarding_signals(pid: int) -> int:
+    """Wait for ``pid`` (our child by subreaping), passing on the signals a foreground runc forwards."""
+    def forward(signum: int, _: Any) -> None:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+                signal.SIGWINCH):
+        signal.signal(sig, forward)
+    while True:
+        try:
+            reaped, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        except InterruptedError:
+            continue
+        if reaped == pid:
+            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -1,0 +1,33 @@
+"""OCI hooks: run each with the container state on stdin, its own args/env, and its timeout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from typing import Any
+
+from sampan.errors import SampanError
+
+
+class HookError(SampanError):
+    pass
+
+
+def run_hooks(spec: dict[str, Any], stage: str, state: dict[str, Any]) -> None:
+    """Run the hooks of ``stage`` in order; the first failure stops the rest (the caller decides what follows)."""
+    for i, hook in enumerate((spec.get("hooks") or {}).get(stage) or []):
+        args = hook.get("args") or [hook["path"]]
+        try:
+            proc = subprocess.run(args, executable=hook["path"], input=json.dumps(state).encode(),
+                                  env=_env(hook.get("env")), capture_output=True, timeout=hook.get("timeout"))
+        except subprocess.TimeoutExpired:
+            raise HookError(f"{stage} hook #{i} ({hook['path']}) timed out after {hook['timeout']}s") from None
+        except OSError as e:
+            raise HookError(f"{stage} hook #{i} ({hook['path']}): {e.strerror}") from None
+        if proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()[-1:] or [""]
+            raise HookError(f"{stage} hook #{i} ({hook['path']}) exited with {proc.returncode}: {detail[0]}")
+
+
+def _env(env: list[str] | None) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in env or [] if "=" in item)

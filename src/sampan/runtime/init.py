@@ -1,0 +1,330 @@
+"""The processes that become the container: namespace entry, rootfs setup, privileges, exec.
+
+``create`` forks a first child that joins or creates the namespaces (a user namespace first, mapped by the
+parent) and forks again, so the grandchild is PID 1 of a new PID namespace; the first child exits. The grandchild
+sets up the root filesystem, reports "ready", blocks on the exec fifo until ``start``, drops privileges and execs.
+``exec`` takes the same path but joins an existing container's namespaces.
+
+Everything this code needs is imported before ``pivot_root``: after it, the filesystem belongs to the container
+and nothing may be loaded from it (CVE-2019-14271). The processes are non-dumpable until the final exec, so the
+container cannot reach the host interpreter through /proc/PID/exe (CVE-2019-5736). All fds other than stdio
+(and explicitly preserved ones) are closed-on-exec and the cwd is checked after ``chdir`` (CVE-2024-21626).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess  # noqa: F401 - hooks run inside the container: import now, never after pivot_root
+import sys
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from sampan._linux import process as sys_
+from sampan._linux.fs import fstatfs_type
+from sampan._linux.syscalls import RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, openat2
+from sampan.runtime import console, rootfs
+from sampan.runtime.capabilities import CapabilityPlan
+from sampan.runtime.hooks import run_hooks
+from sampan.runtime.constants import NAMESPACE_FLAGS, PERSONALITY_DOMAINS, RLIMITS
+
+NS_FILES = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "pid": "pid", "mount": "mnt",
+            "cgroup": "cgroup", "time": "time"}
+# setns order: the user namespace first (it owns the others), mount last but one (it changes path lookups).
+NS_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
+
+
+# ---------------------------------------------------------------------------------------------- sync channel
+
+
+def send(sock: socket.socket, **message: Any) -> None:
+    sock.sendall(json.dumps(message).encode() + b"\n")
+
+
+_pending: dict[int, bytes] = {}
+
+
+def recv(sock: socket.socket) -> dict[str, Any]:
+    """One JSON line; bytes after it stay buffered for the next call (two messages can share a read)."""
+    key = sock.fileno()
+    data = _pending.pop(key, b"")
+    while b"\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return {"type": "eof"}
+        data += chunk
+    line, _, rest = data.partition(b"\n")
+    if rest:
+        _pending[key] = rest
+    return json.loads(line)
+
+
+@dataclass
+class InitPlan:
+    """Everything the children need, computed by the parent before forking."""
+
+    spec: dict[str, Any]
+    rootfs: str
+    bundle: str
+    process: dict[str, Any]
+    namespaces: list[dict[str, Any]]
+    caps: CapabilityPlan
+    fifo_fd: int = -1
+    console_fd: int = -1
+    seccomp: Any = None
+    join_pid: int = 0  # exec: the container init whose namespaces are joined
+    no_pivot: bool = False
+    preserve_fds: int = 0
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def new_ns(self) -> set[str]:
+        return {ns["type"] for ns in self.namespaces if not ns.get("path")}
+
+
+def _fail(sock: socket.socket, exc: BaseException) -> None:
+    message = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    if os.environ.get("SAMPAN_RUNC_DEBUG"):
+        message += "\n" + "".join(traceback.format_exception(exc))
+    try:
+        send(sock, type="error", message=message)
+    except OSError:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------- stage 1
+
+
+def stage1(sock: socket.socket, plan: InitPlan) -> None:
+    """First child: enter namespaces, then fork the container process. Never returns."""
+    try:
+        sys_.prctl(sys_.PR_SET_DUMPABLE, 0)
+        if recv(sock).get("type") != "go":
+            os._exit(1)
+        if plan.join_pid:
+            _join_all(plan.join_pid)
+        else:
+            _enter_namespaces(sock, plan)
+        pid = os.fork()
+        if pid:
+            send(sock, type="pid", pid=pid)
+            os._exit(0)
+        stage2(sock, plan)
+    except BaseException as exc:  # noqa: BLE001 - report and die: this process must never return to the caller
+        _fail(sock, exc)
+    os._exit(1)
+
+
+def _join_all(pid: int) -> None:
+    fds = {}
+    for name in NS_ORDER:
+        path = f"/proc/{pid}/ns/{NS_FILES[name]}"
+        if os.path.exists(path) and os.readlink(path) != os.readlink(f"/proc/self/ns/{NS_FILES[name]}"):
+            fds[name] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    for name in NS_ORDER:
+        if name in fds:
+            sys_.setns(fds[name], 0)
+            os.close(fds[name])
+
+
+def _enter_namespaces(sock: socket.socket, plan: InitPlan) -> None:
+    by_type = {ns["type"]: ns for ns in plan.namespaces}
+    for name in NS_ORDER:  # join the ones given by path, user first
+        ns = by_type.get(name)
+        if ns and ns.get("path"):
+            fd = os.open(ns["path"], os.O_RDONLY | os.O_CLOEXEC)
+            sys_.setns(fd, 0)
+            os.close(fd)
+    if "user" in plan.new_ns:
+        sys_.unshare(sys_.CLONE_NEWUSER)
+        send(sock, type="map-user")
+        if recv(sock).get("type") != "mapped":
+            os._exit(1)
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    flags = 0
+    for name in plan.new_ns - {"user"}:
+        flags |= NAMESPACE_FLAGS[name]
+    if flags:
+        sys_.unshare(flags)
+    if "time" in plan.new_ns:
+        offsets = (plan.spec.get("linux") or {}).get("timeOffsets") or {}
+        lines = [f"{clock} {v.get('secs', 0)} {v.get('nanosecs', 0)}" for clock, v in offsets.items()]
+        if lines:
+            with open("/proc/self/timens_offsets", "w") as f:
+                f.write("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------- stage 2
+
+
+def stage2(sock: socket.socket, plan: InitPlan) -> None:
+    """The container process: set up, report ready, wait for start, exec. Never returns."""
+    try:
+        os.setsid()
+        if plan.join_pid:
+            if plan.process.get("terminal"):
+                _setup_console(plan)
+        else:
+            _container_setup(sock, plan)
+        _finish_and_exec(sock, plan)
+    except BaseException as exc:  # noqa: BLE001
+        _fail(sock, exc)
+        os._exit(1)
+
+
+def _container_setup(sock: socket.socket, plan: InitPlan) -> None:
+    spec, linux = plan.spec, plan.spec.get("linux") or {}
+    old_umask = os.umask(0)
+    if "mount" in plan.new_ns:
+        rootfs.prepare_root(plan.rootfs, linux.get("rootfsPropagation"))
+        root_fd = os.open(plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for entry in spec.get("mounts") or []:
+                rootfs.mount_entry(root_fd, entry, plan.bundle)
+            rootfs.create_devices(root_fd, linux.get("devices") or [], bind_from_host="user" in plan.new_ns)
+            rootfs.dev_symlinks(root_fd)
+        finally:
+            os.close(root_fd)
+    _hook_point(sock, "createRuntime")
+    run_hooks(spec, "createContainer", plan.state)
+    if "mount" in plan.new_ns:
+        rootfs.pivot(plan.rootfs, plan.no_pivot)
+    else:
+        os.chroot(plan.rootfs)
+        os.chdir("/")
+    if plan.process.get("terminal"):
+        _setup_console(plan)
+    if spec.get("hostname") is not None and "uts" in plan.new_ns:
+        sys_.sethostname(spec["hostname"])
+    if spec.get("domainname") is not None and "uts" in plan.new_ns:
+        sys_.setdomainname(spec["domainname"])
+    for key, value in (linux.get("sysctl") or {}).items():  # before /proc/sys becomes read-only
+        _write_proc("sys/" + key.replace(".", "/"), value)
+    if "mount" in plan.new_ns:
+        rootfs.readonly_paths(linux.get("readonlyPaths") or [])
+        rootfs.mask_paths(linux.get("maskedPaths") or [])
+    if (spec.get("root") or {}).get("readonly") and "mount" in plan.new_ns:
+        rootfs.readonly_root()
+    os.umask(old_umask)
+
+
+def _setup_console(plan: InitPlan) -> None:
+    master, slave = console.open_pty()
+    _send_console(plan, master)
+    console.make_controlling(slave)
+
+
+def _send_console(plan: InitPlan, master: int) -> None:
+    if plan.console_fd < 0:
+        raise OSError(errno.EINVAL, "a terminal was requested but no console socket was given")
+    with socket.socket(fileno=plan.console_fd) as s:
+        console.send_fd(s, master, "/dev/ptmx")
+    plan.console_fd = -1
+    size = plan.process.get("consoleSize")
+    if size:
+        sys_.set_winsize(master, size.get("height", 0), size.get("width", 0))
+    os.close(master)
+
+
+def _write_proc(relative: str, value: str) -> None:
+    """Write under /proc only through a procfs we verified (CVE-2025-52881)."""
+    proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _check_procfs(proc)
+        fd = openat2(proc, relative, os.O_WRONLY | os.O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+        try:
+            _check_procfs(fd)
+            os.write(fd, str(value).encode())
+        finally:
+            os.close(fd)
+    finally:
+        os.close(proc)
+
+
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def _check_procfs(fd: int) -> None:
+    if fstatfs_type(fd) != PROC_SUPER_MAGIC:
+        raise OSError(errno.EXDEV, "refusing to write to /proc: it is not procfs")
+
+
+def _hook_point(sock: socket.socket, stage: str) -> None:
+    send(sock, type="hooks", stage=stage)
+    reply = recv(sock)
+    if reply.get("type") != "continue":
+        os._exit(1)
+
+
+def _apply_rlimits(process: dict[str, Any]) -> None:
+    for limit in process.get("rlimits") or []:
+        resource.setrlimit(RLIMITS[limit["type"]], (limit["soft"], limit["hard"]))
+
+
+def _switch_user(process: dict[str, Any], caps: CapabilityPlan) -> None:
+    user = process.get("user") or {}
+    uid, gid = user.get("uid", 0), user.get("gid", 0)
+    caps.drop_bounding()
+    sys_.prctl(sys_.PR_SET_KEEPCAPS, 1)
+    try:
+        os.setgroups(list(user.get("additionalGids") or []))
+    except PermissionError:
+        if user.get("additionalGids"):
+            raise
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    sys_.prctl(sys_.PR_SET_KEEPCAPS, 0)
+    caps.apply()
+    if user.get("umask") is not None:
+        os.umask(user["umask"])
+
+
+def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
+    process, spec = plan.process, plan.spec
+    _apply_rlimits(process)
+    if process.get("oomScoreAdj") is not None:
+        _write_proc(f"{os.getpid()}/oom_score_adj", str(process["oomScoreAdj"]))  # not "self": a symlink
+    personality = ((spec.get("linux") or {}).get("personality") or {}).get("domain")
+    if personality:
+        sys_.personality(PERSONALITY_DOMAINS[personality])
+    sys_.close_range_cloexec(3 + plan.preserve_fds)
+    _switch_user(process, plan.caps)
+    env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
+    cwd = process.get("cwd") or "/"
+    os.chdir(cwd)
+    if not os.getcwd().startswith("/") or os.getcwd().startswith("(unreachable)"):
+        raise OSError(errno.EPERM, f"current working directory {cwd} is outside of the container root")
+    if not plan.join_pid:
+        send(sock, type="ready")
+        fifo = os.open(f"/proc/self/fd/{plan.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fifo, b"0")
+        os.close(fifo)
+        run_hooks(spec, "startContainer", plan.state)
+    else:
+        send(sock, type="ready")
+    sock.close()
+    if process.get("noNewPrivileges"):
+        sys_.prctl(sys_.PR_SET_NO_NEW_PRIVS, 1)
+    if plan.seccomp is not None:
+        plan.seccomp.load()
+    args = process["args"]
+    for sig in range(1, signal.NSIG):
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    try:
+        os.execvpe(args[0], args, env)
+    except OSError as e:
+        sys.stderr.write(f"sampan-runc: exec {args[0]}: {e.strerror}\n")
+        sys.stderr.flush()
+        os._exit(127 if e.errno == errno.ENOENT else 126)
+

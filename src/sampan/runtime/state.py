@@ -1,0 +1,117 @@
+"""Container state on disk (``<root>/<id>/state.json``) and the status derived from the live system.
+
+As in runc, the file records what was decided at create time (pid, bundle, cgroup, config); the *status* is never
+stored but derived each time: a dead init means "stopped", a live init still blocked on its exec fifo means
+"created", a frozen cgroup means "paused", otherwise "running". The init's start time is recorded with its pid so a
+recycled pid is never mistaken for the container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sampan.errors import Conflict, InvalidArgument, NotFound
+from sampan._linux.proc import process_start_time, process_state
+
+OCI_VERSION = "1.2.0"
+DEFAULT_ROOT = "/run/sampan-runc"
+_ID_RE = re.compile(r"[\w+\-.]+")
+EXEC_FIFO = "exec.fifo"
+
+
+def validate_id(container_id: str) -> str:
+    if not _ID_RE.fullmatch(container_id) or container_id in (".", "..") or len(container_id) > 1024:
+        raise InvalidArgument(f"invalid container id format: {container_id}")
+    return container_id
+
+
+@dataclass
+class State:
+    id: str
+    bundle: str
+    rootfs: str
+    pid: int
+    pid_start: str
+    created: str
+    cgroup_path: str
+    config: dict[str, Any]
+    annotations: dict[str, str] = field(default_factory=dict)
+    owner: str = ""
+
+    def status(self, state_dir: str) -> str:
+        if self.pid <= 0 or process_start_time(self.pid) != self.pid_start or process_state(self.pid) in (None, "Z", "X"):
+            return "stopped"
+        if os.path.exists(os.path.join(state_dir, EXEC_FIFO)):
+            return "created"
+        if self._frozen():
+            return "paused"
+        return "running"
+
+    def _frozen(self) -> bool:
+        from sampan.runtime.cgroups import open_cgroup
+
+        try:
+            return open_cgroup(self.cgroup_path).state() == "frozen"
+        except OSError:
+            return False
+
+    def oci_state(self, state_dir: str) -> dict[str, Any]:
+        """The runtime-spec state object, in runc's field order."""
+        status = self.status(state_dir)
+        out: dict[str, Any] = {"ociVersion": OCI_VERSION, "id": self.id,
+                               "pid": self.pid if status != "stopped" else 0, "status": status,
+                               "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
+                               "owner": self.owner}
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+
+class StateStore:
+    """The directory of container state directories (runc's ``--root``)."""
+
+    def __init__(self, root: str = DEFAULT_ROOT) -> None:
+        self.root = root
+
+    def dir(self, container_id: str) -> str:
+        return os.path.join(self.root, validate_id(container_id))
+
+    def reserve(self, container_id: str) -> str:
+        """Create the state directory; its existence is the claim on the ID."""
+        os.makedirs(self.root, mode=0o711, exist_ok=True)
+        path = self.dir(container_id)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise Conflict(f"container with id exists: {container_id}") from None
+        return path
+
+    def save(self, state: State) -> None:
+        path = os.path.join(self.dir(state.id), "state.json")
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(asdict(state), f)
+        os.rename(tmp, path)
+
+    def load(self, container_id: str) -> State:
+        path = os.path.join(self.dir(container_id), "state.json")
+        try:
+            with open(path) as f:
+                return State(**json.load(f))
+        except FileNotFoundError:
+            raise NotFound(f"container {container_id} does not exist") from None
+
+    def remove(self, container_id: str) -> None:
+        shutil.rmtree(self.dir(container_id), ignore_errors=True)
+
+    def ids(self) -> list[str]:
+        try:
+            return sorted(e.name for e in os.scandir(self.root)
+                          if e.is_dir() and os.path.exists(os.path.join(e.path, "state.json")))
+        except FileNotFoundError:
+            return []
