@@ -1,11 +1,15 @@
-"""Shared fixtures: a private storage root per test, a CLI runner, and a busybox image built offline once."""
+"""Shared fixtures: a private storage root per test, a CLI runner, a busybox image built offline once, and a
+private dockerd (own socket, data root and exec root; no bridge, no iptables; sampan-runc registered as the
+"sampan" runtime) so the machine's own Docker, if any, is untouched."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +17,7 @@ from pathlib import Path
 import pytest
 
 SAMPAN = str(Path(sys.executable).with_name("sampan"))
+SAMPAN_RUNC = str(Path(sys.executable).with_name("sampan-runc"))
 
 
 @dataclass
@@ -85,3 +90,44 @@ def store_listing(root: Path) -> dict[str, tuple[int, int]]:
             st = os.lstat(path)
             out[os.path.relpath(path, root)] = (st.st_mode, st.st_size)
     return out
+
+
+@pytest.fixture(scope="session")
+def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    dockerd = shutil.which("dockerd")
+    if dockerd is None or shutil.which("docker") is None:
+        pytest.skip("dockerd/docker are not installed")
+    if Path("/sys/class/net/docker0").exists():
+        pytest.skip("a docker0 bridge exists: a private dockerd with --bridge none would delete it")
+    base = tmp_path_factory.mktemp("dockerd")
+    sock = base / "docker.sock"
+    log = open(base / "dockerd.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [dockerd, "--host", f"unix://{sock}", "--data-root", str(base / "data"), "--exec-root",
+         str(base / "exec"), "--pidfile", str(base / "docker.pid"), "--bridge", "none", "--iptables=false",
+         "--ip6tables=false", "--ip-masq=false", "--add-runtime", f"sampan={SAMPAN_RUNC}"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(base / "config")}
+    try:
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "version"], env=env, capture_output=True).returncode != 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.skip("dockerd could not start: " + (base / "dockerd.log").read_text()[-300:])
+            time.sleep(0.3)
+        yield env
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        subprocess.run(["umount", "-R", str(base / "data")], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def docker_cli(env: dict[str, str], *args: str, input: bytes | None = None) -> str:
+    proc = subprocess.run(["docker", *args], env=env, input=input, capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode()

@@ -1,68 +1,22 @@
 """Interop with the real peers: Debian's dockerd/docker CLI and skopeo read what sampan writes, and the reverse.
 
-A private dockerd is started on its own socket, data root and exec root, with no bridge and no iptables, so the
-machine's own Docker (if any) is untouched. Skipped only when dockerd is missing or cannot start here.
+The private dockerd comes from the ``docker`` fixture in conftest.py.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import signal
 import subprocess
 import tarfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Sampan
+from conftest import Sampan, docker_cli as _docker
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def docker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    dockerd = shutil.which("dockerd")
-    if dockerd is None or shutil.which("docker") is None:
-        pytest.skip("dockerd/docker are not installed")
-    if Path("/sys/class/net/docker0").exists():
-        pytest.skip("a docker0 bridge exists: a private dockerd with --bridge none would delete it")
-    base = tmp_path_factory.mktemp("dockerd")
-    sock = base / "docker.sock"
-    log = open(base / "dockerd.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [dockerd, "--host", f"unix://{sock}", "--data-root", str(base / "data"), "--exec-root",
-         str(base / "exec"), "--pidfile", str(base / "docker.pid"), "--bridge", "none", "--iptables=false",
-         "--ip6tables=false", "--ip-masq=false"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(base / "config")}
-    try:
-        deadline = time.monotonic() + 60
-        while subprocess.run(["docker", "version"], env=env, capture_output=True).returncode != 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.skip("dockerd could not start: " + (base / "dockerd.log").read_text()[-300:])
-            time.sleep(0.3)
-        yield env
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        subprocess.run(["umount", "-R", str(base / "data")], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-def _docker(env: dict[str, str], *args: str, input: bytes | None = None) -> str:
-    proc = subprocess.run(["docker", *args], env=env, input=input, capture_output=True)
-    assert proc.returncode == 0, proc.stderr.decode()
-    return proc.stdout.decode()
 
 
 def _tarball(files: dict[str, bytes]) -> bytes:

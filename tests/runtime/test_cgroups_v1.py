@@ -85,8 +85,9 @@ def spawn() -> Iterator[Callable[[str], subprocess.Popen[str]]]:
 
 
 SLEEPER = "import time; time.sleep(60)"
-# Allocates 8 MiB once it is in the cgroup (memory charged before the move stays with the old cgroup), then spins.
-SPINNER = "import sys; sys.stdin.readline(); x = b'\\1' * (8 << 20); print('ready', flush=True)\nwhile True: pass"
+# Allocates 8 MiB once in the cgroup (memory charged before the move stays with the old cgroup), then spins.
+SPINNER = ("import sys; sys.stdin.readline(); x = b'\\1' * (8 << 20); print('ready', flush=True)\n"
+           "while True: pass")
 # Each waits for a line on stdin first, so it acts only once the test has moved it into the cgroup.
 HOG = "import sys; sys.stdin.readline(); x = b'\\1' * (200 << 20); print('survived', flush=True)"
 FORKER = """

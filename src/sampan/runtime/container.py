@@ -116,7 +116,7 @@ class Runtime:
             raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
         seccomp_filter = _compile_seccomp(config)
         state_dir = self.states.reserve(container_id)
-        cgroup = open_cgroup(linux.get("cgroupsPath") or f"/sampan-runc/{container_id}")
+        cgroup = open_cgroup(linux.get("cgroupsPath") or f"/sampan-runc-{container_id}")  # flat: nothing left on delete
         init_pid = 0
         try:
             fifo = os.path.join(state_dir, EXEC_FIFO)
@@ -282,7 +282,12 @@ class Runtime:
             os.kill(state.pid, sig)
 
     def delete(self, container_id: str, force: bool = False) -> None:
-        state = self.states.load(container_id)
+        try:
+            state = self.states.load(container_id)
+        except NotFound:
+            if force:  # as runc: forcing the delete of a container that is already gone succeeds
+                return
+            raise
         state_dir = self.states.dir(container_id)
         status = state.status(state_dir)
         cgroup = open_cgroup(state.cgroup_path)

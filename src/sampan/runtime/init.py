@@ -95,8 +95,8 @@ def _fail(sock: socket.socket, exc: BaseException) -> None:
         message += "\n" + "".join(traceback.format_exception(exc))
     try:
         send(sock, type="error", message=message)
-    except OSError:
-        pass
+    except OSError:  # the runtime is gone (after start): the container's stderr is all that is left
+        os.write(2, f"sampan-runc: {message}\n".encode(errors="replace"))
 
 
 # ---------------------------------------------------------------------------------------------- stage 1
@@ -296,6 +296,9 @@ def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
     if personality:
         sys_.personality(PERSONALITY_DOMAINS[personality])
     sys_.close_range_cloexec(3 + plan.preserve_fds)
+    nnp = bool(process.get("noNewPrivileges"))
+    if plan.seccomp is not None and not nnp:
+        plan.seccomp.load()  # without no_new_privs loading needs CAP_SYS_ADMIN, which the user switch drops
     _switch_user(process, plan.caps)
     env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
     cwd = process.get("cwd") or "/"
@@ -311,10 +314,10 @@ def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
     else:
         send(sock, type="ready")
     sock.close()
-    if process.get("noNewPrivileges"):
+    if nnp:
         sys_.prctl(sys_.PR_SET_NO_NEW_PRIVS, 1)
-    if plan.seccomp is not None:
-        plan.seccomp.load()
+        if plan.seccomp is not None:
+            plan.seccomp.load()  # as late as possible: the filter then constrains only the container
     args = process["args"]
     for sig in range(1, signal.NSIG):
         try:

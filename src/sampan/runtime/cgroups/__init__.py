@@ -231,8 +231,8 @@ def parse_resources(raw: Mapping[str, Any] | None) -> Resources:
         hugepage_limits=tuple((_required(h.string("pageSize", _PAGE_SIZE), h, "pageSize"),
                                h.number("limit", _UINT64)) for h in top.children("hugepageLimits")),
         network_class_id=network.opt_number("classID", _UINT32),
-        network_priorities=tuple((_required(p.string("name", _NAME), p, "name"), p.number("priority", _UINT32))
-                                 for p in network.children("priorities")),
+        network_priorities=tuple((_required(p.string("name", _NAME), p, "name"),
+                                  p.number("priority", _UINT32)) for p in network.children("priorities")),
         rdma=_rdma(top.child("rdma")),
         devices=None if devices is None else parse_rules(devices, f"{_FIELD}.devices"),
         unified=None if unified is None else _unified(unified),
@@ -527,10 +527,16 @@ class Cgroup(ABC):
             self._set_devices(parsed.devices)
 
     def kill_all(self, sig: int) -> None:
-        """Signal every process, frozen meanwhile so none can fork a child that escapes the signal (runc)."""
+        """Signal every process, frozen meanwhile so none can fork a child that escapes the signal (runc).
+
+        A freeze that fails does not stop the signal, as in runc: killing must not depend on pausing.
+        """
         frozen = self._can_freeze()
         if frozen:
-            self.freeze()
+            try:
+                self.freeze()
+            except SampanError:
+                frozen = False
         try:
             for pid in self.pids():
                 with contextlib.suppress(ProcessLookupError):
@@ -551,10 +557,12 @@ class Cgroup(ABC):
         """Whether the cgroup exists and has a freezer."""
 
     @abstractmethod
-    def create(self) -> None: ...
+    def create(self) -> None:
+        """mkdir -p in every hierarchy used; an existing cgroup is reused (runc joins it too)."""
 
     @abstractmethod
-    def add(self, pid: int) -> None: ...
+    def add(self, pid: int) -> None:
+        """Move a process (all its threads) into the cgroup, in every hierarchy."""
 
     @abstractmethod
     def pids(self) -> list[int]:
@@ -571,13 +579,16 @@ class Cgroup(ABC):
         """``"frozen"`` or ``"thawed"`` (also when there is no freezer: nothing can be frozen then)."""
 
     @abstractmethod
-    def stats(self) -> dict[str, Any]: ...
+    def stats(self) -> dict[str, Any]:
+        """The ``data`` of runc's ``events --stats``: cpu, memory, pids, blkio and hugetlb."""
 
     @abstractmethod
-    def oom_killed(self) -> bool: ...
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer has killed a process of this cgroup."""
 
     @abstractmethod
-    def destroy(self) -> None: ...
+    def destroy(self) -> None:
+        """Remove the cgroup (sub-cgroups first) but not its parents, which others may share; gone is fine."""
 
     @abstractmethod
     def exists(self) -> bool: ...

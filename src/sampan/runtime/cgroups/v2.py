@@ -207,8 +207,8 @@ class V2Cgroup(Cgroup):
         try:
             install_filter(self.dir, rules)
         except OSError as err:
-            raise InternalError(f"{_F}.devices: cannot install the device filter on {self.path}: {err}") \
-                from err
+            message = f"{_F}.devices: cannot install the device filter on {self.path}: {err}"
+            raise InternalError(message) from err
 
     # --- freezer --------------------------------------------------------------------------------------------
 
