@@ -375,7 +375,14 @@ _STRINGS = _array(_string)
 _ENV = _array(_env_entry)
 _CAPABILITY_LIST = _array(_choice(CAPABILITIES, "capability"))
 _MEMORY_LIMIT = _integer(-1, 2**63 - 1)
-_BLKIO_WEIGHT = _integer(0, 1000)  # 0 means "not set" (Docker always sends the field); the kernel wants 10..1000
+def _blkio_weight(value: Any, path: str) -> None:
+    """10..1000 as the kernel wants, or 0 meaning "not set" (Docker always sends the field)."""
+    _require(value, path, int)
+    if value != 0:
+        _integer(10, 1000)(value, path)
+
+
+_BLKIO_WEIGHT = _blkio_weight
 _BLOCK_DEVICE: dict[str, Check] = {"major": _INT64, "minor": _INT64}
 
 _ID_MAPPING = _object({"containerID": _UINT32, "hostID": _UINT32, "size": _integer(1, 2**32 - 1)},
