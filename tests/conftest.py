@@ -131,3 +131,26 @@ def docker_cli(env: dict[str, str], *args: str, input: bytes | None = None) -> s
     proc = subprocess.run(["docker", *args], env=env, input=input, capture_output=True)
     assert proc.returncode == 0, proc.stderr.decode()
     return proc.stdout.decode()
+
+
+def _host_fingerprint() -> dict[str, object]:
+    """Host files a containment bug would damage first: compared before and after the whole session."""
+    import hashlib
+
+    out: dict[str, object] = {}
+    for path in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/full"):
+        st = os.lstat(path)
+        out[path] = (st.st_mode, st.st_rdev)
+    for path in ("/etc/passwd", "/etc/group", "/etc/hostname", "/etc/hosts", sys.executable, "/bin/sh"):
+        with open(os.path.realpath(path), "rb") as f:
+            out[path] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_untouched() -> Iterator[None]:
+    before = _host_fingerprint()
+    yield
+    after = _host_fingerprint()
+    changed = [path for path in before if before[path] != after[path]]
+    assert not changed, f"the test session changed host files: {changed}"

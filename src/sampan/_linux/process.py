@@ -86,6 +86,23 @@ def umount(target: str, flags: int = 0) -> None:
     check(fn(target.encode(), flags))
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True) -> None:
+    """Change the attributes of the mount at ``fd`` (and, recursively, every mount below it)."""
+    attr = _MountAttr(attr_set, attr_clr, 0, 0)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    syscall("mount_setattr", ctypes.c_int(fd), ctypes.c_char_p(b""), ctypes.c_uint(flags), ctypes.byref(attr),
+            ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     syscall("pivot_root", ctypes.c_char_p(new_root.encode()), ctypes.c_char_p(put_old.encode()))
 

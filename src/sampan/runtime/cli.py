@@ -23,51 +23,22 @@ class _Parser(argparse.ArgumentParser):
         raise InvalidArgument(message)
 
 
-def _parser() -> _Parser:
-    p = _Parser(prog="sampan-runc", allow_abbrev=False)
-    p.add_argument("--root", default="/run/sampan-runc")
-    p.add_argument("--log", default="")
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--rootless", default="auto")
-    p.add_argument("--criu", default="")
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="verb")
+_GLOBAL_VALUES = ("--root", "--log", "--log-format", "--rootless", "--criu")
 
-    def cmd(name: str, *ids: str) -> _Parser:
-        c = sub.add_parser(name)
-        for arg in ids:
-            c.add_argument(arg)
-        return c  # type: ignore[return-value]
 
-    for name in ("create", "run"):
-        c = cmd(name, "id")
-        c.add_argument("-b", "--bundle", default=".")
-        c.add_argument("--pid-file")
-        c.add_argument("--console-socket")
-        c.add_argument("--no-pivot", action="store_true")
-        c.add_argument("--no-new-keyring", action="store_true")
-        c.add_argument("--preserve-fds", type=int, default=0)
-        if name == "run":
-            c.add_argument("-d", "--detach", action="store_true")
-            c.add_argument("--keep", action="store_true")
-    cmd("start", "id")
-    cmd("state", "id")
-    cmd("pause", "id")
-    cmd("resume", "id")
-    c = cmd("delete", "id")
-    c.add_argument("-f", "--force", action="store_true")
-    c = cmd("kill", "id")
-    c.add_argument("signal", nargs="?", default="SIGTERM")
-    c.add_argument("-a", "--all", action="store_true")
-    c = cmd("list")
-    c.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    c.add_argument("-q", "--quiet", action="store_true")
-    c = cmd("ps", "id")
-    c.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    c.add_argument("ps_args", nargs=argparse.REMAINDER)
-    c = cmd("exec", "id")
+def _create_args(c: _Parser, run: bool = False) -> None:
+    c.add_argument("-b", "--bundle", default=".")
+    c.add_argument("--pid-file")
+    c.add_argument("--console-socket")
+    c.add_argument("--no-pivot", action="store_true")
+    c.add_argument("--no-new-keyring", action="store_true")
+    c.add_argument("--preserve-fds", type=int, default=0)
+    if run:
+        c.add_argument("-d", "--detach", action="store_true")
+        c.add_argument("--keep", action="store_true")
+
+
+def _exec_args(c: _Parser) -> None:
     c.add_argument("command", nargs=argparse.REMAINDER)
     c.add_argument("-p", "--process")
     c.add_argument("-d", "--detach", action="store_true")
@@ -85,19 +56,77 @@ def _parser() -> _Parser:
     c.add_argument("--apparmor")
     c.add_argument("--ignore-paused", action="store_true")
     c.add_argument("--cgroup", action="append", default=[])
-    c = cmd("update", "id")
+
+
+def _update_args(c: _Parser) -> None:
     c.add_argument("-r", "--resources")
     for flag in ("--memory", "--memory-swap", "--memory-reservation", "--kernel-memory", "--cpu-shares",
                  "--cpu-quota", "--cpu-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit",
                  "--blkio-weight", "--cpu-rt-period", "--cpu-rt-runtime", "--l3-cache-schema", "--mem-bw-schema"):
         c.add_argument(flag)
-    c = cmd("events", "id")
-    c.add_argument("--stats", action="store_true")
-    c.add_argument("--interval", default="5s")
-    c = cmd("spec")
-    c.add_argument("-b", "--bundle", default=".")
-    c.add_argument("--rootless", action="store_true")
-    cmd("features")
+
+
+def _list_args(c: _Parser, ps: bool = False) -> None:
+    c.add_argument("-f", "--format", default="table", choices=["table", "json"])
+    if ps:
+        c.add_argument("ps_args", nargs=argparse.REMAINDER)
+    else:
+        c.add_argument("-q", "--quiet", action="store_true")
+
+
+def _none(_: _Parser) -> None:
+    return None
+
+
+# verb -> (takes a container id, adds the verb's own flags)
+_VERBS: dict[str, tuple[bool, Any]] = {
+    "create": (True, _create_args), "run": (True, lambda c: _create_args(c, run=True)),
+    "start": (True, _none), "state": (True, _none), "pause": (True, _none), "resume": (True, _none),
+    "delete": (True, lambda c: c.add_argument("-f", "--force", action="store_true")),
+    "kill": (True, lambda c: (c.add_argument("signal", nargs="?", default="SIGTERM"),
+                              c.add_argument("-a", "--all", action="store_true"))),
+    "list": (False, _list_args), "ps": (True, lambda c: _list_args(c, ps=True)),
+    "exec": (True, _exec_args), "update": (True, _update_args),
+    "events": (True, lambda c: (c.add_argument("--stats", action="store_true"),
+                                c.add_argument("--interval", default="5s"))),
+    "spec": (False, lambda c: (c.add_argument("-b", "--bundle", default="."),
+                               c.add_argument("--rootless", action="store_true"))),
+    "features": (False, _none),
+}
+
+
+def _find_verb(argv: list[str]) -> str | None:
+    """The verb is the first word that is not a global option or its value."""
+    skip = False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in _GLOBAL_VALUES:
+            skip = True
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _parser(verb: str | None) -> _Parser:
+    """Only the verb being run gets its sub-parser built: building all of them costs more than the verb."""
+    p = _Parser(prog="sampan-runc", allow_abbrev=False)
+    p.add_argument("--root", default="/run/sampan-runc")
+    p.add_argument("--log", default="")
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    p.add_argument("--debug", action="store_true")
+    p.add_argument("--systemd-cgroup", action="store_true")
+    p.add_argument("--rootless", default="auto")
+    p.add_argument("--criu", default="")
+    p.add_argument("-v", "--version", action="store_true")
+    sub = p.add_subparsers(dest="verb")
+    for name, (takes_id, add) in _VERBS.items():
+        if verb in _VERBS and name != verb:
+            continue
+        c = sub.add_parser(name)
+        if takes_id:
+            c.add_argument("id")
+        add(c)
     return p
 
 
@@ -298,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     a = None
     try:
-        a = _parser().parse_args(argv)
+        a = _parser(_find_verb(argv)).parse_args(argv)
         if a.version:
             from sampan import __version__
 

@@ -12,6 +12,7 @@ import fcntl
 import os
 import socket
 import stat
+from collections.abc import Callable
 
 from sampan._linux import process as sys_
 from sampan.errors import SampanError
@@ -52,3 +53,41 @@ def make_controlling(slave: int) -> None:
         os.dup2(slave, target)
     if slave > 2:
         os.close(slave)
+
+
+def proxy(master: int, done: Callable[[], bool]) -> None:
+    """Foreground ``run -t`` without a console socket: copy our stdin to the pty and the pty to our stdout.
+
+    Our terminal (if stdin is one) goes raw for the duration so keys reach the container unchanged.
+    """
+    import select
+    import termios
+    import tty
+
+    saved = None
+    if os.isatty(0):
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+        rows, cols = os.get_terminal_size(0).lines, os.get_terminal_size(0).columns
+        sys_.set_winsize(master, rows, cols)
+    sources = [master, 0]
+    try:
+        while not done():
+            ready, _, _ = select.select(sources, [], [], 0.1)
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    sources.remove(0)
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)

@@ -18,7 +18,7 @@ from typing import Any
 from sampan._linux import process as sys_
 from sampan._linux.proc import process_start_time, process_state
 from sampan.errors import Conflict, InvalidArgument, NotFound, SampanError
-from sampan.runtime import init, spec as specs
+from sampan.runtime import console, init, spec as specs
 from sampan.runtime.capabilities import CapabilityPlan
 from sampan.runtime.cgroups import open_cgroup
 from sampan.runtime.hooks import HookError, run_hooks
@@ -84,6 +84,10 @@ def _cgroup_resources(linux: dict[str, Any]) -> dict[str, Any]:
     return resources
 
 
+def _wants_terminal(bundle: str) -> bool:
+    return bool((specs.load(os.path.abspath(bundle)).get("process") or {}).get("terminal"))
+
+
 def _write_maps(pid: int, linux: dict[str, Any]) -> None:
     def lines(maps: list[dict[str, int]]) -> str:
         return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
@@ -106,13 +110,14 @@ class Runtime:
     # ------------------------------------------------------------------------------------------ create/start
 
     def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
-               console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0) -> State:
+               console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+               console_fd: int = -1) -> State:
         bundle = os.path.abspath(bundle)
         config = specs.load(bundle)
         rootfs = specs.rootfs_path(config, bundle)
         linux = config.get("linux") or {}
         process = config.get("process") or {}
-        if process.get("terminal") and not console_socket:
+        if process.get("terminal") and not console_socket and console_fd < 0:
             raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
         seccomp_filter = _compile_seccomp(config)
         state_dir = self.states.reserve(container_id)
@@ -130,7 +135,8 @@ class Runtime:
                                  namespaces=list(linux.get("namespaces") or []),
                                  caps=CapabilityPlan(process.get("capabilities")),
                                  fifo_fd=os.open(fifo, os.O_PATH | os.O_CLOEXEC),
-                                 console_fd=_connect_console(console_socket), seccomp=seccomp_filter,
+                                 console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
+                                 seccomp=seccomp_filter,
                                  no_pivot=no_pivot, preserve_fds=preserve_fds)
             init_pid = self._spawn(plan, cgroup, state)
             state.pid, state.pid_start = init_pid, process_start_time(init_pid) or ""
@@ -174,6 +180,9 @@ class Runtime:
                     run_hooks(plan.spec, "prestart", hook_state)
                     run_hooks(plan.spec, "createRuntime", hook_state)
                     init.send(parent, type="continue")
+                elif kind == "seccomp-listener":
+                    self._hand_listener(plan, message.get("fds") or [], container_pid)
+                    init.send(parent, type="continue")
                 elif kind == "ready":
                     return container_pid
                 elif kind == "error":
@@ -190,6 +199,24 @@ class Runtime:
                 os.waitpid(first, 0)
             except ChildProcessError:
                 pass
+
+    @staticmethod
+    def _hand_listener(plan: init.InitPlan, fds: list[int], container_pid: int) -> None:
+        """Send the seccomp notify fd, with the container state, to the agent at ``listenerPath``."""
+        from sampan.runtime.seccomp import send_listener_fd
+
+        seccomp = (plan.spec.get("linux") or {}).get("seccomp") or {}
+        try:
+            if not fds:
+                raise ContainerError("the container sent no seccomp listener fd")
+            send_listener_fd(seccomp["listenerPath"], fds[0], dict(plan.state, pid=container_pid,
+                                                                   status="creating"),
+                             seccomp.get("listenerMetadata") or "")
+        except OSError as e:
+            raise ContainerError(f"seccomp agent at {seccomp.get('listenerPath')}: {e.strerror}") from None
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def start(self, container_id: str) -> None:
         state = self.states.load(container_id)
@@ -219,8 +246,12 @@ class Runtime:
         """create + start; in the foreground, wait for the container and delete it, returning its status."""
         if not detach:
             sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
+        ours = theirs = None
+        if not detach and not console_socket and _wants_terminal(bundle):
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         state = self.create(container_id, bundle, pid_file=pid_file, console_socket=console_socket,
-                            no_pivot=no_pivot, preserve_fds=preserve_fds)
+                            no_pivot=no_pivot, preserve_fds=preserve_fds,
+                            console_fd=theirs.detach() if theirs else -1)
         try:
             self.start(container_id)
         except BaseException:
@@ -228,6 +259,11 @@ class Runtime:
             raise
         if detach:
             return 0
+        if ours is not None:
+            master = console.recv_fd(ours)
+            ours.close()
+            console.proxy(master, lambda: process_state(state.pid) in (None, "Z"))
+            os.close(master)
         code = _wait_forwarding_signals(state.pid)
         self.delete(container_id, force=True)
         return code

@@ -42,26 +42,35 @@ NS_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 # ---------------------------------------------------------------------------------------------- sync channel
 
 
-def send(sock: socket.socket, **message: Any) -> None:
-    sock.sendall(json.dumps(message).encode() + b"\n")
+def send(sock: socket.socket, fds: list[int] = (), **message: Any) -> None:
+    """One JSON line; ``fds`` travel with it as SCM_RIGHTS."""
+    data = json.dumps(message).encode() + b"\n"
+    if fds:
+        socket.send_fds(sock, [data], list(fds))
+    else:
+        sock.sendall(data)
 
 
-_pending: dict[int, bytes] = {}
+_pending: dict[int, tuple[bytes, list[int]]] = {}
 
 
 def recv(sock: socket.socket) -> dict[str, Any]:
-    """One JSON line; bytes after it stay buffered for the next call (two messages can share a read)."""
+    """One JSON line (fds received with it in ``message["fds"]``); what follows stays buffered for next time."""
     key = sock.fileno()
-    data = _pending.pop(key, b"")
+    data, fds = _pending.pop(key, (b"", []))
     while b"\n" not in data:
-        chunk = sock.recv(65536)
+        chunk, new_fds, _, _ = socket.recv_fds(sock, 65536, 4)
         if not chunk:
             return {"type": "eof"}
         data += chunk
+        fds += new_fds
     line, _, rest = data.partition(b"\n")
     if rest:
-        _pending[key] = rest
-    return json.loads(line)
+        _pending[key] = (rest, [])
+    message = json.loads(line)
+    if fds:
+        message["fds"] = fds
+    return message
 
 
 @dataclass
@@ -297,8 +306,17 @@ def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
         sys_.personality(PERSONALITY_DOMAINS[personality])
     sys_.close_range_cloexec(3 + plan.preserve_fds)
     nnp = bool(process.get("noNewPrivileges"))
-    if plan.seccomp is not None and not nnp:
-        plan.seccomp.load()  # without no_new_privs loading needs CAP_SYS_ADMIN, which the user switch drops
+    if plan.seccomp is not None and (not nnp or plan.seccomp.notify):
+        # Without no_new_privs loading needs CAP_SYS_ADMIN, which the user switch drops; a notify filter
+        # must be loaded while the runtime still listens, to hand its listener fd to the seccomp agent.
+        if nnp:
+            sys_.prctl(sys_.PR_SET_NO_NEW_PRIVS, 1)
+        listener = plan.seccomp.load()
+        if listener is not None:
+            send(sock, fds=[listener], type="seccomp-listener")
+            os.close(listener)
+            if recv(sock).get("type") != "continue":
+                os._exit(1)
     _switch_user(process, plan.caps)
     env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
     cwd = process.get("cwd") or "/"
@@ -314,7 +332,7 @@ def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
     else:
         send(sock, type="ready")
     sock.close()
-    if nnp:
+    if nnp and not (plan.seccomp is not None and plan.seccomp.notify):
         sys_.prctl(sys_.PR_SET_NO_NEW_PRIVS, 1)
         if plan.seccomp is not None:
             plan.seccomp.load()  # as late as possible: the filter then constrains only the container

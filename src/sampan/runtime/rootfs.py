@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 from collections.abc import Callable
 from typing import Any
@@ -106,6 +107,10 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str) -> None:
                     _remount_at(root_fd, dest, opts.flags | sys_.MS_BIND)
             else:
                 sys_.mount(source, where, kind, opts.flags, opts.data or None)
+                if opts.copy_up:
+                    _at(root_fd, dest, lambda new: _copy_up(where, new))
+            if opts.rec_attr_set or opts.rec_attr_clear:
+                _at_fd(root_fd, dest, lambda fd: sys_.mount_setattr(fd, opts.rec_attr_set, opts.rec_attr_clear))
             for flag in opts.propagation:
                 _at(root_fd, dest, lambda path, flag=flag: sys_.mount(None, path, None, flag))
         except OSError as e:
@@ -114,11 +119,20 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str) -> None:
         os.close(target)
 
 
+def _copy_up(covered: str, new: str) -> None:
+    """"tmpcopyup": the fd opened before mounting still reaches the covered directory; copy it into the tmpfs."""
+    shutil.copytree(covered, new, symlinks=True, dirs_exist_ok=True)
+
+
 def _at(root_fd: int, path: str, action: Callable[[str], None]) -> None:
     """Act on what is mounted at ``path`` now: an fd opened before a mount still names the covered directory."""
+    _at_fd(root_fd, path, lambda fd: action(fd_path(fd)))
+
+
+def _at_fd(root_fd: int, path: str, action: Callable[[int], None]) -> None:
     fd = open_in_root(root_fd, path)
     try:
-        action(fd_path(fd))
+        action(fd)
     finally:
         os.close(fd)
 
