@@ -14,7 +14,7 @@ API_VERSION = "1.44"
 if TYPE_CHECKING:
     from sampan.engine.context import Engine
 
-__all__ = ["Engine", "__version__", "API_VERSION"]
+__all__ = ["API_VERSION", "Engine", "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 
-def process_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat: with the pid, it identifies a process across pid reuse."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (which may itself contain spaces and parentheses)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    return stat[stat.rindex(b")") + 2:].split()[19].decode()
+    return stat[stat.rindex(b")") + 2:].split()
+
+
+def process_start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat: with the pid, it identifies a process across pid reuse."""
+    fields = _stat_fields(pid)
+    return fields[19].decode() if fields else None
 
 
 def process_state(pid: int) -> str | None:
     """The one-letter state of /proc/PID/stat (R, S, Z, ...), or None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3].decode()
+    fields = _stat_fields(pid)
+    return fields[0].decode() if fields else None

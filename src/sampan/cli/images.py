@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from argparse import Namespace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sampan.cli.command import arg, command, parse_filters
@@ -23,7 +23,7 @@ def _id(image_id: str, no_trunc: bool) -> str:
 
 def _created_at(ts: float) -> str:
     """Go's time.String() as the docker CLI prints CreatedAt: ``2024-01-02 03:04:05 +0000 UTC``."""
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
 
 
 def _since(ts: float) -> str:
@@ -146,7 +146,7 @@ def history(engine: Engine, a: Namespace) -> None:
             created_by = created_by[:44] + "…"
         rows.append({"ID": entry.id if entry.id == "<missing>" else _id(entry.id, a.no_trunc),
                      "CreatedAt": _created_at(entry.created) if human else datetime.fromtimestamp(
-                         entry.created, timezone.utc).isoformat(),
+                         entry.created, UTC).isoformat(),
                      "CreatedSince": _since(entry.created) if human else _created_at(entry.created),
                      "CreatedBy": created_by,
                      "Size": human_size(entry.size) if human else str(entry.size),

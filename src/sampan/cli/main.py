@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
-    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+    except Exception as e:
         if debug:
             raise
         print(f"Error: internal error: {type(e).__name__}: " + " ".join(str(e).split()), file=sys.stderr)

@@ -19,8 +19,8 @@ from sampan.image import digest as _digest
 from sampan.image import reference as refs
 from sampan.image.config import ImageConfig, format_time, parse_time
 from sampan.store import gc
-from sampan.units import parse_timestamp
 from sampan.store import images as records
+from sampan.units import parse_timestamp
 
 _HEX_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{1,64})")
 

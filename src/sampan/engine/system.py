@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
 import socket
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
 import sampan
+from sampan._linux.proc import process_start_time
 from sampan.engine.context import Engine
 from sampan.image import digest as _digest
 from sampan.image.config import host_architecture
-from sampan.store import gc
+from sampan.store import gc, leases
 from sampan.store import images as records
-from sampan.store import leases
-from sampan._linux.proc import process_start_time
 
 
 def version() -> dict[str, Any]:

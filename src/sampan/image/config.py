@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import platform as _platform
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sampan.errors import CorruptContent
@@ -38,7 +38,7 @@ def parse_time(value: str) -> float:
     except ValueError:
         return 0.0
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.timestamp()
 
 
@@ -48,7 +48,7 @@ def format_time(ts: float) -> str:
     nanos = round((ts - whole) * 1e9)
     if nanos >= 1_000_000_000:
         whole, nanos = whole + 1, 0
-    base = datetime.fromtimestamp(whole, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return base + (f".{nanos:09d}".rstrip("0") if nanos else "") + "Z"
 
 

@@ -263,7 +263,8 @@ def _spec(a: argparse.Namespace) -> int:
 
 
 def _features() -> int:
-    from sampan.runtime import seccomp, spec as specs
+    from sampan.runtime import seccomp
+    from sampan.runtime import spec as specs
 
     _print_json(specs.features(seccomp=seccomp.supported()))
     return 0

@@ -12,13 +12,14 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sampan._linux import process as sys_
 from sampan._linux.proc import process_start_time, process_state
 from sampan.errors import Conflict, InvalidArgument, NotFound, SampanError
-from sampan.runtime import console, init, spec as specs
+from sampan.runtime import console, init
+from sampan.runtime import spec as specs
 from sampan.runtime.capabilities import CapabilityPlan
 from sampan.runtime.cgroups import open_cgroup
 from sampan.runtime.hooks import HookError, run_hooks
@@ -31,7 +32,7 @@ class ContainerError(SampanError):
 
 def _now() -> str:
     now = time.time()
-    return datetime.fromtimestamp(int(now), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + \
+    return datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%dT%H:%M:%S") + \
         f".{int((now % 1) * 1e9):09d}Z"
 
 

@@ -25,13 +25,14 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from sampan._linux import flags as kflags
 from sampan._linux import process as sys_
 from sampan._linux.fs import fstatfs_type
 from sampan._linux.syscalls import RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, openat2
 from sampan.runtime import console, rootfs
 from sampan.runtime.capabilities import CapabilityPlan
-from sampan.runtime.hooks import run_hooks
 from sampan.runtime.constants import NAMESPACE_FLAGS, PERSONALITY_DOMAINS, RLIMITS
+from sampan.runtime.hooks import run_hooks
 
 NS_FILES = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "pid": "pid", "mount": "mnt",
             "cgroup": "cgroup", "time": "time"}
@@ -152,7 +153,7 @@ def _enter_namespaces(sock: socket.socket, plan: InitPlan) -> None:
             sys_.setns(fd, 0)
             os.close(fd)
     if "user" in plan.new_ns:
-        sys_.unshare(sys_.CLONE_NEWUSER)
+        sys_.unshare(kflags.CLONE_NEWUSER)
         send(sock, type="map-user")
         if recv(sock).get("type") != "mapped":
             os._exit(1)

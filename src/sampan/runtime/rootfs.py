@@ -15,20 +15,21 @@ import stat
 from collections.abc import Callable
 from typing import Any
 
+from sampan._linux import flags as kflags
 from sampan._linux import process as sys_
 from sampan._linux.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 from sampan.errors import SampanError
 from sampan.runtime.cgroups import detect_version
 from sampan.runtime.spec import parse_mount_options
 
-_PROPAGATION = {"shared": sys_.MS_SHARED, "slave": sys_.MS_SLAVE, "private": sys_.MS_PRIVATE,
-                "unbindable": sys_.MS_UNBINDABLE, "rshared": sys_.MS_SHARED | sys_.MS_REC,
-                "rslave": sys_.MS_SLAVE | sys_.MS_REC, "rprivate": sys_.MS_PRIVATE | sys_.MS_REC,
-                "runbindable": sys_.MS_UNBINDABLE | sys_.MS_REC}
+_PROPAGATION = {"shared": kflags.MS_SHARED, "slave": kflags.MS_SLAVE, "private": kflags.MS_PRIVATE,
+                "unbindable": kflags.MS_UNBINDABLE, "rshared": kflags.MS_SHARED | kflags.MS_REC,
+                "rslave": kflags.MS_SLAVE | kflags.MS_REC, "rprivate": kflags.MS_PRIVATE | kflags.MS_REC,
+                "runbindable": kflags.MS_UNBINDABLE | kflags.MS_REC}
 # Flags that must survive a read-only remount (the kernel refuses to drop locked ones in a user namespace).
-_STATVFS_FLAGS = ((os.ST_NOSUID, sys_.MS_NOSUID), (os.ST_NODEV, sys_.MS_NODEV), (os.ST_NOEXEC, sys_.MS_NOEXEC),
-                  (os.ST_NOATIME, sys_.MS_NOATIME), (os.ST_NODIRATIME, sys_.MS_NODIRATIME),
-                  (os.ST_RELATIME, sys_.MS_RELATIME))
+_STATVFS_FLAGS = ((os.ST_NOSUID, kflags.MS_NOSUID), (os.ST_NODEV, kflags.MS_NODEV), (os.ST_NOEXEC, kflags.MS_NOEXEC),
+                  (os.ST_NOATIME, kflags.MS_NOATIME), (os.ST_NODIRATIME, kflags.MS_NODIRATIME),
+                  (os.ST_RELATIME, kflags.MS_RELATIME))
 DEFAULT_DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9),
                    ("tty", 5, 0))
 DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
@@ -74,9 +75,9 @@ def make_in_root(root_fd: int, path: str, *, directory: bool) -> int:
 
 def prepare_root(rootfs: str, propagation: str | None) -> None:
     """Stop our mounts propagating to the host, then make the rootfs a mount point of its own."""
-    flag = _PROPAGATION.get(propagation or "rslave", sys_.MS_SLAVE | sys_.MS_REC)
+    flag = _PROPAGATION.get(propagation or "rslave", kflags.MS_SLAVE | kflags.MS_REC)
     sys_.mount(None, "/", None, flag)
-    sys_.mount(rootfs, rootfs, None, sys_.MS_BIND | sys_.MS_REC)
+    sys_.mount(rootfs, rootfs, None, kflags.MS_BIND | kflags.MS_REC)
 
 
 def _is_dir_source(source: str) -> bool:
@@ -92,7 +93,7 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str) -> None:
     kind = entry.get("type") or ""
     source = entry.get("source") or kind or "none"
     opts = parse_mount_options(list(entry.get("options") or []))
-    is_bind = bool(opts.flags & sys_.MS_BIND)
+    is_bind = bool(opts.flags & kflags.MS_BIND)
     if is_bind and not os.path.isabs(source):
         source = os.path.join(bundle, source)
     if kind == "cgroup":
@@ -102,9 +103,9 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str) -> None:
         where = fd_path(target)
         try:
             if is_bind:
-                sys_.mount(source, where, None, opts.flags & (sys_.MS_BIND | sys_.MS_REC))
-                if opts.flags & ~(sys_.MS_BIND | sys_.MS_REC):
-                    _remount_at(root_fd, dest, opts.flags | sys_.MS_BIND)
+                sys_.mount(source, where, None, opts.flags & (kflags.MS_BIND | kflags.MS_REC))
+                if opts.flags & ~(kflags.MS_BIND | kflags.MS_REC):
+                    _remount_at(root_fd, dest, opts.flags | kflags.MS_BIND)
             else:
                 sys_.mount(source, where, kind, opts.flags, opts.data or None)
                 if opts.copy_up:
@@ -148,7 +149,7 @@ def _remount(where: str, flags: int) -> None:
     for vfs_flag, ms_flag in _STATVFS_FLAGS:
         if st.f_flag & vfs_flag:
             locked |= ms_flag
-    sys_.mount(None, where, None, flags | locked | sys_.MS_REMOUNT)
+    sys_.mount(None, where, None, flags | locked | kflags.MS_REMOUNT)
 
 
 def _mount_cgroup_v1(root_fd: int, dest: str, flags: int) -> None:
@@ -156,13 +157,13 @@ def _mount_cgroup_v1(root_fd: int, dest: str, flags: int) -> None:
     if detect_version() == 2:
         target = make_in_root(root_fd, dest, directory=True)
         try:
-            sys_.mount("cgroup2", fd_path(target), "cgroup2", flags & ~sys_.MS_BIND)
+            sys_.mount("cgroup2", fd_path(target), "cgroup2", flags & ~kflags.MS_BIND)
         finally:
             os.close(target)
         return
     target = make_in_root(root_fd, dest, directory=True)
     try:
-        sys_.mount("tmpfs", fd_path(target), "tmpfs", sys_.MS_NOSUID | sys_.MS_NODEV | sys_.MS_NOEXEC, "mode=755")
+        sys_.mount("tmpfs", fd_path(target), "tmpfs", kflags.MS_NOSUID | kflags.MS_NODEV | kflags.MS_NOEXEC, "mode=755")
     finally:
         os.close(target)
     with open("/proc/self/cgroup") as f:
@@ -176,11 +177,11 @@ def _mount_cgroup_v1(root_fd: int, dest: str, flags: int) -> None:
             continue
         sub = make_in_root(root_fd, f"{dest}/{name}", directory=True)
         try:
-            sys_.mount(hierarchy + path, fd_path(sub), None, sys_.MS_BIND | sys_.MS_REC)
+            sys_.mount(hierarchy + path, fd_path(sub), None, kflags.MS_BIND | kflags.MS_REC)
         finally:
             os.close(sub)
-        _remount_at(root_fd, f"{dest}/{name}", (flags & sys_.MS_RDONLY) | sys_.MS_BIND | sys_.MS_NOSUID
-                    | sys_.MS_NODEV | sys_.MS_NOEXEC)
+        _remount_at(root_fd, f"{dest}/{name}", (flags & kflags.MS_RDONLY) | kflags.MS_BIND | kflags.MS_NOSUID
+                    | kflags.MS_NODEV | kflags.MS_NOEXEC)
 
 
 def create_devices(root_fd: int, devices: list[dict[str, Any]], bind_from_host: bool) -> None:
@@ -205,7 +206,7 @@ def _create_device(root_fd: int, dev: dict[str, Any], bind_from_host: bool) -> N
         if bind_from_host:
             target = make_in_root(root_fd, path, directory=False)
             try:
-                sys_.mount(path, fd_path(target), None, sys_.MS_BIND)
+                sys_.mount(path, fd_path(target), None, kflags.MS_BIND)
             finally:
                 os.close(target)
             return
@@ -238,7 +239,7 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
     """Switch to the new root. pivot_root(".", ".") then detaching the old root needs no put_old directory."""
     if no_pivot:
         os.chdir(rootfs)
-        sys_.mount(rootfs, "/", None, sys_.MS_MOVE)
+        sys_.mount(rootfs, "/", None, kflags.MS_MOVE)
         os.chroot(".")
         os.chdir("/")
         return
@@ -248,8 +249,8 @@ def pivot(rootfs: str, no_pivot: bool) -> None:
         os.fchdir(new_root)
         sys_.pivot_root(".", ".")
         os.fchdir(old_root)
-        sys_.mount(None, ".", None, sys_.MS_SLAVE | sys_.MS_REC)
-        sys_.umount(".", sys_.MNT_DETACH)
+        sys_.mount(None, ".", None, kflags.MS_SLAVE | kflags.MS_REC)
+        sys_.umount(".", kflags.MNT_DETACH)
         os.chdir("/")
     finally:
         os.close(old_root)
@@ -266,51 +267,52 @@ def _verified_dev_null() -> int:
     return fd
 
 
+def _each_existing(paths: list[str], action: Callable[[int, int, str], None]) -> None:
+    """Call ``action(root_fd, target_fd, path)`` for each path that exists, resolved inside the new root."""
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for path in paths:
+            try:
+                target = open_in_root(root, path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            try:
+                action(root, target, path)
+            finally:
+                os.close(target)
+    finally:
+        os.close(root)
+
+
 def mask_paths(paths: list[str]) -> None:
     """Hide host information: files get /dev/null bound over them, directories an empty read-only tmpfs."""
     if not paths:
         return
     null = _verified_dev_null()
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def mask(_: int, target: int, __: str) -> None:
+        if stat.S_ISDIR(os.fstat(target).st_mode):
+            sys_.mount("tmpfs", fd_path(target), "tmpfs", kflags.MS_RDONLY)
+        else:
+            sys_.mount(fd_path(null), fd_path(target), None, kflags.MS_BIND)
+
     try:
-        for path in paths:
-            try:
-                target = open_in_root(root, path)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            try:
-                where = fd_path(target)
-                if stat.S_ISDIR(os.fstat(target).st_mode):
-                    sys_.mount("tmpfs", where, "tmpfs", sys_.MS_RDONLY)
-                else:
-                    sys_.mount(fd_path(null), where, None, sys_.MS_BIND)
-            finally:
-                os.close(target)
+        _each_existing(paths, mask)
     finally:
-        os.close(root)
         os.close(null)
 
 
 def readonly_paths(paths: list[str]) -> None:
-    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        for path in paths:
-            try:
-                target = open_in_root(root, path)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            try:
-                where = fd_path(target)
-                sys_.mount(where, where, None, sys_.MS_BIND | sys_.MS_REC)
-                _remount_at(root, path, sys_.MS_BIND | sys_.MS_RDONLY | sys_.MS_REC)
-            except OSError as e:
-                if e.errno != errno.ENOENT:
-                    raise RootfsError(f"making {path} read-only: {e.strerror}") from None
-            finally:
-                os.close(target)
-    finally:
-        os.close(root)
+    def make_readonly(root: int, target: int, path: str) -> None:
+        try:
+            sys_.mount(fd_path(target), fd_path(target), None, kflags.MS_BIND | kflags.MS_REC)
+            _remount_at(root, path, kflags.MS_BIND | kflags.MS_RDONLY | kflags.MS_REC)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise RootfsError(f"making {path} read-only: {e.strerror}") from None
+
+    _each_existing(paths, make_readonly)
 
 
 def readonly_root() -> None:
-    _remount("/", sys_.MS_BIND | sys_.MS_RDONLY)
+    _remount("/", kflags.MS_BIND | kflags.MS_RDONLY)

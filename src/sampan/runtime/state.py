@@ -15,8 +15,8 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sampan.errors import Conflict, InvalidArgument, NotFound
 from sampan._linux.proc import process_start_time, process_state
+from sampan.errors import Conflict, InvalidArgument, NotFound
 
 OCI_VERSION = "1.2.0"
 DEFAULT_ROOT = "/run/sampan-runc"

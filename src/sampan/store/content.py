@@ -107,7 +107,7 @@ class ContentStore:
 
     def open(self, digest: str) -> BinaryIO:
         try:
-            return open(self.path(digest), "rb")  # noqa: SIM115 - the caller owns it
+            return open(self.path(digest), "rb")
         except FileNotFoundError:
             raise NotFound(f"blob {digest} not found") from None
 
