@@ -189,13 +189,20 @@ def _update_resources(a: argparse.Namespace) -> dict[str, Any]:
             "memory_reservation": ("memory", "reservation"), "cpu_shares": ("cpu", "shares"),
             "cpu_quota": ("cpu", "quota"), "cpu_period": ("cpu", "period"), "pids_limit": ("pids", "limit"),
             "blkio_weight": ("blockIO", "weight")}
+    sizes = {"memory", "memory_swap", "memory_reservation"}
     for attr, (group, key) in ints.items():
         value = getattr(a, attr)
-        if value is not None:
-            try:
-                res.setdefault(group, {})[key] = int(value)
-            except ValueError:
-                raise InvalidArgument(f"update: invalid value for --{attr.replace('_', '-')}: {value}") from None
+        if value is None:
+            continue
+        if attr in sizes and value != "-1":
+            from sampan.units import parse_size
+
+            res.setdefault(group, {})[key] = parse_size(value)  # runc takes "64m" as well as bytes
+            continue
+        try:
+            res.setdefault(group, {})[key] = int(value)
+        except ValueError:
+            raise InvalidArgument(f"update: invalid value for --{attr.replace('_', '-')}: {value}") from None
     for attr, key in (("cpuset_cpus", "cpus"), ("cpuset_mems", "mems")):
         if getattr(a, attr) is not None:
             res.setdefault("cpu", {})[key] = getattr(a, attr)
@@ -223,8 +230,19 @@ def _ps(runtime: Any, a: argparse.Namespace) -> int:
     return 0
 
 
+def _owner(runtime: Any, container_id: str) -> str:
+    """runc's owner: the user owning the state directory, by name where there is one."""
+    import pwd
+
+    uid = os.stat(runtime.states.dir(container_id)).st_uid
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"
+
+
 def _list(runtime: Any, a: argparse.Namespace) -> int:
-    states = runtime.list()
+    states = [dict(s, owner=_owner(runtime, s["id"])) for s in runtime.list()]
     if a.quiet:
         for s in states:
             print(s["id"])
@@ -232,7 +250,7 @@ def _list(runtime: Any, a: argparse.Namespace) -> int:
         print(json.dumps(states))
     else:
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
-        rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"] or "root"]
+        rows += [[s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]]
                  for s in states]
         widths = [max(12, max(len(r[i]) for r in rows) + 3) for i in range(5)]
         for r in rows:
@@ -324,6 +342,15 @@ def _log_error(a: argparse.Namespace | None, message: str) -> None:
     print(line if a is None or a.log_format != "json" else message, file=sys.stderr)
 
 
+def _fail(a: argparse.Namespace | None, message: str) -> int:
+    """Log the error; ``exec`` failures exit 255 with runc's "exec failed:" prefix, everything else 1."""
+    if a is not None and getattr(a, "verb", None) == "exec":
+        _log_error(a, f"exec failed: {message}")
+        return 255
+    _log_error(a, message)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     a = None
@@ -338,11 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             raise InvalidArgument("no command given (see sampan-runc --help)")
         return dispatch(a)
     except SampanError as e:
-        _log_error(a, " ".join(str(e).split()))
-        return 1
+        return _fail(a, " ".join(str(e).split()))
     except OSError as e:
-        _log_error(a, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
-        return 1
+        return _fail(a, f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 - engines read one error line, never a traceback

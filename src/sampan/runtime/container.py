@@ -23,7 +23,7 @@ from sampan.runtime import spec as specs
 from sampan.runtime.capabilities import CapabilityPlan
 from sampan.runtime.cgroups import open_cgroup
 from sampan.runtime.hooks import HookError, run_hooks
-from sampan.runtime.state import EXEC_FIFO, State, StateStore
+from sampan.runtime.state import EXEC_FIFO, OCI_VERSION, State, StateStore
 
 
 class ContainerError(SampanError):
@@ -147,9 +147,15 @@ class Runtime:
         except BaseException:
             if init_pid:
                 _kill_and_wait(init_pid)
-            cgroup.kill_all(signal.SIGKILL) if cgroup.exists() else None
+            if cgroup.exists():
+                cgroup.kill_all(signal.SIGKILL)
             cgroup.destroy()
             self.states.remove(container_id)
+            try:  # the runtime-spec's lifecycle: a failed create still runs the poststop hooks
+                run_hooks(config, "poststop", {"ociVersion": OCI_VERSION, "id": container_id, "status": "stopped",
+                                               "bundle": bundle, "annotations": config.get("annotations") or {}})
+            except HookError:
+                pass
             raise
 
     def _spawn(self, plan: init.InitPlan, cgroup: Any, state: State) -> int:
@@ -346,7 +352,7 @@ class Runtime:
             pass  # runc only warns: the container is gone either way
 
     def pause(self, container_id: str) -> None:
-        self._require(container_id, ("running",), "pause")
+        self._require(container_id, ("running", "created"), "pause")
         open_cgroup(self.states.load(container_id).cgroup_path).freeze()
 
     def resume(self, container_id: str) -> None:

@@ -29,5 +29,8 @@ def run_hooks(spec: dict[str, Any], stage: str, state: dict[str, Any]) -> None:
             raise HookError(f"{stage} hook #{i} ({hook['path']}) exited with {proc.returncode}: {detail[0]}")
 
 
-def _env(env: list[str] | None) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in env or [] if "=" in item)
+def _env(env: list[str] | None) -> dict[str, str] | None:
+    """A hook without ``env`` inherits the runtime's environment (as with runc); ``[]`` means an empty one."""
+    if env is None:
+        return None
+    return dict(item.split("=", 1) for item in env if "=" in item)

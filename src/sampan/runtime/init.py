@@ -19,6 +19,7 @@ import os
 import resource
 import signal
 import socket
+import stat
 import subprocess  # noqa: F401 - hooks run inside the container: import now, never after pivot_root
 import sys
 import traceback
@@ -204,7 +205,7 @@ def _container_setup(sock: socket.socket, plan: InitPlan) -> None:
         finally:
             os.close(root_fd)
     _hook_point(sock, "createRuntime")
-    run_hooks(spec, "createContainer", plan.state)
+    run_hooks(spec, "createContainer", dict(plan.state, pid=os.getpid(), status="creating"))
     if "mount" in plan.new_ns:
         rootfs.pivot(plan.rootfs, plan.no_pivot)
     else:
@@ -324,29 +325,42 @@ def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
     os.chdir(cwd)
     if not os.getcwd().startswith("/") or os.getcwd().startswith("(unreachable)"):
         raise OSError(errno.EPERM, f"current working directory {cwd} is outside of the container root")
+    args = process["args"]
+    program = _look_path(args[0], env.get("PATH", ""))  # a missing program fails create, as with runc
+    send(sock, type="ready")
     if not plan.join_pid:
-        send(sock, type="ready")
         fifo = os.open(f"/proc/self/fd/{plan.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fifo, b"0")
         os.close(fifo)
-        run_hooks(spec, "startContainer", plan.state)
-    else:
-        send(sock, type="ready")
+        run_hooks(spec, "startContainer", dict(plan.state, pid=os.getpid(), status="created"))
     sock.close()
     if nnp and not (plan.seccomp is not None and plan.seccomp.notify):
         sys_.prctl(sys_.PR_SET_NO_NEW_PRIVS, 1)
         if plan.seccomp is not None:
             plan.seccomp.load()  # as late as possible: the filter then constrains only the container
-    args = process["args"]
     for sig in range(1, signal.NSIG):
         try:
             signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
             pass
     try:
-        os.execvpe(args[0], args, env)
+        os.execve(program, args, env)
     except OSError as e:
         sys.stderr.write(f"sampan-runc: exec {args[0]}: {e.strerror}\n")
         sys.stderr.flush()
         os._exit(127 if e.errno == errno.ENOENT else 126)
+
+
+def _look_path(name: str, path: str) -> str:
+    """Go's exec.LookPath, as runc resolves the program before reporting ready: a name with "/" is used as is."""
+    candidates = [name] if "/" in name else [os.path.join(d or ".", name) for d in path.split(":")]
+    for candidate in candidates:
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    where = "" if "/" in name else " in $PATH"
+    raise OSError(errno.ENOENT, f'exec: "{name}": executable file not found{where}')
 

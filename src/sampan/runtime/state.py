@@ -46,10 +46,10 @@ class State:
     def status(self, state_dir: str) -> str:
         if self.pid <= 0 or process_start_time(self.pid) != self.pid_start or process_state(self.pid) in (None, "Z", "X"):
             return "stopped"
+        if self._frozen():  # first, as runc: a created container can be paused too
+            return "paused"
         if os.path.exists(os.path.join(state_dir, EXEC_FIFO)):
             return "created"
-        if self._frozen():
-            return "paused"
         return "running"
 
     def _frozen(self) -> bool:
