@@ -69,6 +69,24 @@ def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool = True)
             ctypes.c_size_t(ctypes.sizeof(attr)))
 
 
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOUNT_ATTR_RDONLY = 0x1
+
+
+def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) -> int:
+    """A detached copy of the mount at ``path`` (one file or directory, no submounts): an fd to mount or exec."""
+    return syscall("open_tree", ctypes.c_int(-100), ctypes.c_char_p(path.encode()), ctypes.c_uint(flags))
+
+
+def execveat(fd: int, argv: list[str], env: dict[str, str]) -> None:
+    """Execute the file behind ``fd`` (AT_EMPTY_PATH); returns only on failure."""
+    c_argv = (ctypes.c_char_p * (len(argv) + 1))(*[a.encode() for a in argv], None)
+    items = [f"{k}={v}".encode() for k, v in env.items()]
+    c_env = (ctypes.c_char_p * (len(items) + 1))(*items, None)
+    syscall("execveat", ctypes.c_int(fd), ctypes.c_char_p(b""), c_argv, c_env, ctypes.c_int(AT_EMPTY_PATH))
+
+
 def pivot_root(new_root: str, put_old: str) -> None:
     syscall("pivot_root", ctypes.c_char_p(new_root.encode()), ctypes.c_char_p(put_old.encode()))
 

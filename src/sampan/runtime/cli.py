@@ -361,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"sampan-runc version {__version__}\nspec: 1.2.0")
             return 0
+        if a.verb in ("create", "run", "exec"):
+            from sampan.runtime.exe import ensure_readonly_exe
+
+            ensure_readonly_exe()
         if not a.verb:
             raise InvalidArgument("no command given (see sampan-runc --help)")
         return dispatch(a)

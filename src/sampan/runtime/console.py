@@ -15,12 +15,29 @@ import stat
 from collections.abc import Callable
 
 from sampan._linux import process as sys_
+from sampan._linux.fs import fstatfs_type
+from sampan._linux.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 from sampan.errors import SampanError
 
 
+DEVPTS_SUPER_MAGIC = 0x1CD1
+
+
 def open_pty() -> tuple[int, int]:
-    """(master, slave) from the container's devpts instance."""
-    master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """(master, slave) from the container's devpts instance: /dev/pts reached without following any link and
+    checked to be devpts before ptmx is opened in it."""
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        pts = openat2(root, "dev/pts", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                      RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    finally:
+        os.close(root)
+    try:
+        if fstatfs_type(pts) != DEVPTS_SUPER_MAGIC:
+            raise SampanError("/dev/pts in the container is not a devpts filesystem")
+        master = os.open("ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=pts)
+    finally:
+        os.close(pts)
     st = os.fstat(master)
     if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) != 5 or os.minor(st.st_rdev) != 2:
         os.close(master)

@@ -29,7 +29,13 @@ from typing import Any
 from sampan._linux import flags as kflags
 from sampan._linux import process as sys_
 from sampan._linux.fs import fstatfs_type
-from sampan._linux.syscalls import RESOLVE_BENEATH, RESOLVE_NO_SYMLINKS, openat2
+from sampan._linux.syscalls import (
+    RESOLVE_BENEATH,
+    RESOLVE_NO_MAGICLINKS,
+    RESOLVE_NO_SYMLINKS,
+    RESOLVE_NO_XDEV,
+    openat2,
+)
 from sampan.runtime import console, rootfs
 from sampan.runtime.capabilities import CapabilityPlan
 from sampan.runtime.constants import NAMESPACE_FLAGS, PERSONALITY_DOMAINS, RLIMITS
@@ -102,8 +108,9 @@ def _fail(sock: socket.socket, exc: BaseException) -> None:
     message = str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    if os.environ.get("SAMPAN_RUNC_DEBUG"):
-        message += "\n" + "".join(traceback.format_exception(exc))
+    if os.environ.get("SAMPAN_RUNC_DEBUG"):  # frames only: source lines would be read from the container's root
+        message += "\n" + "".join(f'  File "{frame.f_code.co_filename}", line {line}, in {frame.f_code.co_name}\n'
+                                  for frame, line in traceback.walk_tb(exc.__traceback__))
     try:
         send(sock, type="error", message=message)
     except OSError:  # the runtime is gone (after start): the container's stderr is all that is left
@@ -117,6 +124,7 @@ def stage1(sock: socket.socket, plan: InitPlan) -> None:
     """First child: enter namespaces, then fork the container process. Never returns."""
     try:
         sys_.prctl(sys_.PR_SET_DUMPABLE, 0)
+        _close_inherited(sock, plan)
         if recv(sock).get("type") != "go":
             os._exit(1)
         if plan.join_pid:
@@ -131,6 +139,19 @@ def stage1(sock: socket.socket, plan: InitPlan) -> None:
     except BaseException as exc:  # noqa: BLE001 - report and die: this process must never return to the caller
         _fail(sock, exc)
     os._exit(1)
+
+
+def _close_inherited(sock: socket.socket, plan: InitPlan) -> None:
+    """Close every fd the runtime process had open except the ones the container needs: an fd to a host
+    directory must not survive into a process that is about to enter the container (CVE-2024-21626)."""
+    keep = {0, 1, 2, sock.fileno(), plan.fifo_fd, plan.console_fd, *range(3, 3 + plan.preserve_fds)}
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _join_all(pid: int) -> None:
@@ -200,8 +221,10 @@ def _container_setup(sock: socket.socket, plan: InitPlan) -> None:
         try:
             for entry in spec.get("mounts") or []:
                 rootfs.mount_entry(root_fd, entry, plan.bundle)
-            rootfs.create_devices(root_fd, linux.get("devices") or [], bind_from_host="user" in plan.new_ns)
-            rootfs.dev_symlinks(root_fd)
+            os.close(rootfs.make_in_root(root_fd, plan.process.get("cwd") or "/", directory=True))  # as runc
+            if not rootfs.has_dev_bind(spec.get("mounts") or []):
+                rootfs.create_devices(root_fd, linux.get("devices") or [], bind_from_host="user" in plan.new_ns)
+                rootfs.dev_symlinks(root_fd)
         finally:
             os.close(root_fd)
     _hook_point(sock, "createRuntime")
@@ -246,11 +269,18 @@ def _send_console(plan: InitPlan, master: int) -> None:
 
 
 def _write_proc(relative: str, value: str) -> None:
-    """Write under /proc only through a procfs we verified (CVE-2025-52881)."""
-    proc = os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    """Write under /proc only through a private, verified procfs (CVE-2025-52881).
+
+    ``open_tree`` without AT_RECURSIVE clones the /proc mount alone, so nothing mounted over a file inside it
+    (even another procfs file) can redirect the write; the lookup may not cross mounts or follow links.
+    """
+    proc = sys_.open_tree("/proc")
     try:
         _check_procfs(proc)
-        fd = openat2(proc, relative, os.O_WRONLY | os.O_CLOEXEC, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+        if os.fstat(proc).st_ino != 1:
+            raise OSError(errno.EXDEV, "refusing to write to /proc: its root is not the procfs root")
+        fd = openat2(proc, relative, os.O_WRONLY | os.O_CLOEXEC,
+                     RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)
         try:
             _check_procfs(fd)
             os.write(fd, str(value).encode())

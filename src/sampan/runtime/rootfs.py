@@ -50,26 +50,31 @@ def open_in_root(root_fd: int, path: str, flags: int = os.O_PATH) -> int:
 
 
 def make_in_root(root_fd: int, path: str, *, directory: bool) -> int:
-    """Create ``path`` (and missing parents) inside the rootfs; returns an O_PATH fd of it."""
+    """Create ``path`` (and missing parents) inside the rootfs; returns an O_PATH fd of it.
+
+    Every prefix is resolved from the rootfs itself, so a symlink such as ``/var/run -> /run`` is followed the
+    way the container will see it, and never out of the rootfs; only a missing last component of a prefix is
+    created, relative to its already-resolved parent.
+    """
     parts = [p for p in path.split("/") if p and p != "."]
-    current = os.dup(root_fd)
+    parent = os.dup(root_fd)
     try:
         for i, name in enumerate(parts):
-            last = i == len(parts) - 1
+            prefix = "/".join(parts[:i + 1])
             try:
-                nxt = openat2(current, name, os.O_PATH | os.O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+                current = open_in_root(root_fd, prefix)
             except FileNotFoundError:
-                if last and not directory:
+                if i == len(parts) - 1 and not directory:
                     os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                     0o644, dir_fd=current))
+                                     0o644, dir_fd=parent))
                 else:
-                    os.mkdir(name, 0o755, dir_fd=current)
-                nxt = openat2(current, name, os.O_PATH | os.O_CLOEXEC, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-            os.close(current)
-            current = nxt
-        return current
+                    os.mkdir(name, 0o755, dir_fd=parent)
+                current = open_in_root(root_fd, prefix)
+            os.close(parent)
+            parent = current
+        return parent
     except BaseException:
-        os.close(current)
+        os.close(parent)
         raise
 
 
@@ -87,9 +92,41 @@ def _is_dir_source(source: str) -> bool:
         raise RootfsError(f"bind mount source {source}: no such file or directory") from None
 
 
+# What runc lets a spec mount inside /proc: files a /proc view (lxcfs, sampan's own) replaces.
+_PROC_ALLOWED = frozenset({"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+                           "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+                           "/proc/sys/kernel/ns_last_pid"})
+
+
+def _clean(dest: str) -> str:
+    """A destination as one absolute, normalised path ("//dev/" and "dev" are both "/dev")."""
+    return os.path.normpath("/" + dest.lstrip("/"))
+
+
+def check_proc_mount(dest: str, kind: str) -> None:
+    """runc's checkProcMount: only procfs at /proc itself, and a short allowlist of files below it."""
+    path = _clean(dest)
+    if path == "/proc":
+        if kind != "proc":
+            raise RootfsError(f"{dest} cannot be mounted because it is not of type proc")
+        return
+    if path.startswith("/proc/") and path not in _PROC_ALLOWED:
+        raise RootfsError(f"{dest} cannot be mounted because it is inside /proc")
+
+
+def has_dev_bind(mounts: list[dict[str, Any]]) -> bool:
+    """runc's needsSetupDev is false when /dev comes from a bind mount: its devices are not ours to touch."""
+    for entry in mounts:
+        if _clean(entry.get("destination", "")) == "/dev" and (
+                entry.get("type") == "bind" or {"bind", "rbind"} & set(entry.get("options") or [])):
+            return True
+    return False
+
+
 def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str) -> None:
     """One entry of the spec's ``mounts``."""
     dest = entry["destination"]
+    check_proc_mount(dest, entry.get("type") or "")
     kind = entry.get("type") or ""
     source = entry.get("source") or kind or "none"
     opts = parse_mount_options(list(entry.get("options") or []))
