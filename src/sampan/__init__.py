@@ -6,13 +6,14 @@ stays fast. Public names are resolved lazily on first access.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs every command several milliseconds
+if TYPE_CHECKING:
+    from typing import Any
+
+    from sampan.engine.context import Engine
 
 __version__ = "0.1.0"
 API_VERSION = "1.44"
-
-if TYPE_CHECKING:
-    from sampan.engine.context import Engine
 
 __all__ = ["API_VERSION", "Engine", "__version__"]
 

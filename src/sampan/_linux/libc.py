@@ -10,7 +10,10 @@ import ctypes
 import errno
 import os
 from functools import cache
-from typing import Any
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125, "capset": 126,

@@ -10,14 +10,17 @@ failure as a negative errno, which becomes ``OSError`` with that errno, like the
 
 from __future__ import annotations
 
+from collections import namedtuple
 import ctypes
 import errno
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import cache
 
 from sampan._linux.libc import syscall
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 # Filter actions (seccomp.h). ERRNO and TRACE carry 16 bits of data: use act_errno / act_trace.
 ACT_KILL_PROCESS = 0x80000000
@@ -71,17 +74,10 @@ def act_trace(message: int) -> int:
     return _ACT_TRACE | (message & 0xFFFF)
 
 
-@dataclass(frozen=True)
-class Notification:
+class Notification(namedtuple("Notification", "id pid flags nr arch instruction_pointer args")):
     """One ``struct seccomp_notif``: a syscall that a NOTIFY rule stopped, waiting for an answer."""
-
-    id: int
-    pid: int
-    flags: int
-    nr: int
-    arch: int
-    instruction_pointer: int
-    args: tuple[int, ...]
+    # fields: id, pid, flags, nr, arch, instruction_pointer, args
+    __slots__ = ()
 
 
 class _ArgCmp(ctypes.Structure):

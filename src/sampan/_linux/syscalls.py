@@ -10,7 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from typing import Any
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 # openat2(2) resolve flags (linux/openat2.h).
 RESOLVE_NO_XDEV = 0x01

@@ -6,10 +6,13 @@ keep-caps so the permitted set survives, then effective/permitted/inheritable ar
 
 from __future__ import annotations
 
-from typing import Any
 
 from sampan._linux import process as sys_
 from sampan.runtime.spec import CAPABILITIES
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def last_cap() -> int:

@@ -7,20 +7,22 @@ Engines (containerd's shim, Docker) drive runtimes by this exact interface: glob
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import sys
 import time
-from typing import Any
 
 from sampan.errors import InvalidArgument, SampanError
 
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from argparse import ArgumentParser as _Parser
+    from argparse import Namespace
+    from typing import Any
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise InvalidArgument(message)
+
+REMAINDER = "..."  # argparse.REMAINDER, without importing argparse before a re-exec
 
 
 _GLOBAL_VALUES = ("--root", "--log", "--log-format", "--rootless", "--criu")
@@ -39,7 +41,7 @@ def _create_args(c: _Parser, run: bool = False) -> None:
 
 
 def _exec_args(c: _Parser) -> None:
-    c.add_argument("command", nargs=argparse.REMAINDER)
+    c.add_argument("command", nargs=REMAINDER)
     c.add_argument("-p", "--process")
     c.add_argument("-d", "--detach", action="store_true")
     c.add_argument("-t", "--tty", action="store_true")
@@ -69,7 +71,7 @@ def _update_args(c: _Parser) -> None:
 def _list_args(c: _Parser, ps: bool = False) -> None:
     c.add_argument("-f", "--format", default="table", choices=["table", "json"])
     if ps:
-        c.add_argument("ps_args", nargs=argparse.REMAINDER)
+        c.add_argument("ps_args", nargs=REMAINDER)
     else:
         c.add_argument("-q", "--quiet", action="store_true")
 
@@ -110,7 +112,13 @@ def _find_verb(argv: list[str]) -> str | None:
 
 def _parser(verb: str | None) -> _Parser:
     """Only the verb being run gets its sub-parser built: building all of them costs more than the verb."""
-    p = _Parser(prog="sampan-runc", allow_abbrev=False)
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise InvalidArgument(message)
+
+    p = Parser(prog="sampan-runc", allow_abbrev=False)
     p.add_argument("--root", default="/run/sampan-runc")
     p.add_argument("--log", default="")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
@@ -145,7 +153,7 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
-def _exec_process(runtime: Any, a: argparse.Namespace) -> dict[str, Any]:
+def _exec_process(runtime: Any, a: Namespace) -> dict[str, Any]:
     """The process to exec: a process.json, or the container's process with runc's command-line overrides."""
     if a.process:
         from sampan.runtime import spec as specs
@@ -177,7 +185,7 @@ def _exec_process(runtime: Any, a: argparse.Namespace) -> dict[str, Any]:
     return base
 
 
-def _update_resources(a: argparse.Namespace) -> dict[str, Any]:
+def _update_resources(a: Namespace) -> dict[str, Any]:
     if a.resources:
         data = sys.stdin.read() if a.resources == "-" else open(a.resources).read()
         try:
@@ -209,7 +217,7 @@ def _update_resources(a: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def _ps(runtime: Any, a: argparse.Namespace) -> int:
+def _ps(runtime: Any, a: Namespace) -> int:
     pids = runtime.pids(a.id)
     if a.format == "json":
         print(json.dumps(pids))
@@ -241,7 +249,7 @@ def _owner(runtime: Any, container_id: str) -> str:
         return f"#{uid}"
 
 
-def _list(runtime: Any, a: argparse.Namespace) -> int:
+def _list(runtime: Any, a: Namespace) -> int:
     states = [dict(s, owner=_owner(runtime, s["id"])) for s in runtime.list()]
     if a.quiet:
         for s in states:
@@ -258,7 +266,7 @@ def _list(runtime: Any, a: argparse.Namespace) -> int:
     return 0
 
 
-def _events(runtime: Any, a: argparse.Namespace) -> int:
+def _events(runtime: Any, a: Namespace) -> int:
     from sampan.units import parse_duration
 
     interval = parse_duration(a.interval)
@@ -269,7 +277,7 @@ def _events(runtime: Any, a: argparse.Namespace) -> int:
         time.sleep(interval)
 
 
-def _spec(a: argparse.Namespace) -> int:
+def _spec(a: Namespace) -> int:
     from sampan.runtime import spec as specs
 
     path = os.path.join(a.bundle, "config.json")
@@ -288,7 +296,7 @@ def _features() -> int:
     return 0
 
 
-def dispatch(a: argparse.Namespace) -> int:
+def dispatch(a: Namespace) -> int:
     if a.verb == "spec":
         return _spec(a)
     if a.verb == "features":
@@ -329,7 +337,7 @@ def dispatch(a: argparse.Namespace) -> int:
     return 0
 
 
-def _log_error(a: argparse.Namespace | None, message: str) -> None:
+def _log_error(a: Namespace | None, message: str) -> None:
     """Errors go where runc puts them: the --log file (JSON for the shim) or stderr."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if a is not None and a.log_format == "json":
@@ -342,7 +350,7 @@ def _log_error(a: argparse.Namespace | None, message: str) -> None:
     print(line if a is None or a.log_format != "json" else message, file=sys.stderr)
 
 
-def _fail(a: argparse.Namespace | None, message: str) -> int:
+def _fail(a: Namespace | None, message: str) -> int:
     """Log the error; ``exec`` failures exit 255 with runc's "exec failed:" prefix, everything else 1."""
     if a is not None and getattr(a, "verb", None) == "exec":
         _log_error(a, f"exec failed: {message}")
@@ -355,16 +363,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     a = None
     try:
-        a = _parser(_find_verb(argv)).parse_args(argv)
+        verb = _find_verb(argv)
+        if verb in ("create", "run", "exec"):  # first, before paying for any import the re-exec would repeat
+            from sampan.runtime.exe import ensure_readonly_exe
+
+            ensure_readonly_exe()
+        a = _parser(verb).parse_args(argv)
         if a.version:
             from sampan import __version__
 
             print(f"sampan-runc version {__version__}\nspec: 1.2.0")
             return 0
-        if a.verb in ("create", "run", "exec"):
-            from sampan.runtime.exe import ensure_readonly_exe
-
-            ensure_readonly_exe()
         if not a.verb:
             raise InvalidArgument("no command given (see sampan-runc --help)")
         return dispatch(a)

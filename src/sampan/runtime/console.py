@@ -12,12 +12,15 @@ import fcntl
 import os
 import socket
 import stat
-from collections.abc import Callable
 
 from sampan._linux import process as sys_
 from sampan._linux.fs import fstatfs_type
 from sampan._linux.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 from sampan.errors import SampanError
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 DEVPTS_SUPER_MAGIC = 0x1CD1

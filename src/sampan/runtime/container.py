@@ -11,9 +11,7 @@ import os
 import signal
 import socket
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sampan._linux import process as sys_
 from sampan._linux.proc import process_start_time, process_state
@@ -24,6 +22,10 @@ from sampan.runtime.capabilities import CapabilityPlan
 from sampan.runtime.cgroups import open_cgroup
 from sampan.runtime.hooks import HookError, run_hooks
 from sampan.runtime.state import EXEC_FIFO, OCI_VERSION, State, StateStore
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ContainerError(SampanError):
@@ -99,14 +101,12 @@ def _write_maps(pid: int, linux: dict[str, Any]) -> None:
         f.write(lines(linux.get("gidMappings") or []))
 
 
-@dataclass
 class Runtime:
     """One state root (runc's ``--root``); every verb is a method taking the container ID."""
 
-    root: str = "/run/sampan-runc"
-
-    def __post_init__(self) -> None:
-        self.states = StateStore(self.root)
+    def __init__(self, root: str = "/run/sampan-runc") -> None:
+        self.root = root
+        self.states = StateStore(root)
 
     # ------------------------------------------------------------------------------------------ create/start
 

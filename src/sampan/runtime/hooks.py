@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import Any
 
 from sampan.errors import SampanError
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class HookError(SampanError):

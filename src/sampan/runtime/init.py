@@ -22,9 +22,6 @@ import socket
 import stat
 import subprocess  # noqa: F401 - hooks run inside the container: import now, never after pivot_root
 import sys
-import traceback
-from dataclasses import dataclass, field
-from typing import Any
 
 from sampan._linux import flags as kflags
 from sampan._linux import process as sys_
@@ -40,6 +37,10 @@ from sampan.runtime import console, rootfs
 from sampan.runtime.capabilities import CapabilityPlan
 from sampan.runtime.constants import NAMESPACE_FLAGS, PERSONALITY_DOMAINS, RLIMITS
 from sampan.runtime.hooks import run_hooks
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 NS_FILES = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "pid": "pid", "mount": "mnt",
             "cgroup": "cgroup", "time": "time"}
@@ -81,23 +82,19 @@ def recv(sock: socket.socket) -> dict[str, Any]:
     return message
 
 
-@dataclass
 class InitPlan:
     """Everything the children need, computed by the parent before forking."""
 
-    spec: dict[str, Any]
-    rootfs: str
-    bundle: str
-    process: dict[str, Any]
-    namespaces: list[dict[str, Any]]
-    caps: CapabilityPlan
-    fifo_fd: int = -1
-    console_fd: int = -1
-    seccomp: Any = None
-    join_pid: int = 0  # exec: the container init whose namespaces are joined
-    no_pivot: bool = False
-    preserve_fds: int = 0
-    state: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, spec: dict[str, Any], rootfs: str, bundle: str, process: dict[str, Any],
+                 namespaces: list[dict[str, Any]], caps: CapabilityPlan, *, fifo_fd: int = -1,
+                 console_fd: int = -1, seccomp: Any = None, join_pid: int = 0, no_pivot: bool = False,
+                 preserve_fds: int = 0) -> None:
+        self.spec, self.rootfs, self.bundle, self.process = spec, rootfs, bundle, process
+        self.namespaces, self.caps = namespaces, caps
+        self.fifo_fd, self.console_fd, self.seccomp = fifo_fd, console_fd, seccomp
+        self.join_pid = join_pid  # exec: the container init whose namespaces are joined
+        self.no_pivot, self.preserve_fds = no_pivot, preserve_fds
+        self.state: dict[str, Any] = {}
 
     @property
     def new_ns(self) -> set[str]:
@@ -109,8 +106,11 @@ def _fail(sock: socket.socket, exc: BaseException) -> None:
     if isinstance(exc, OSError) and exc.strerror:
         message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
     if os.environ.get("SAMPAN_RUNC_DEBUG"):  # frames only: source lines would be read from the container's root
-        message += "\n" + "".join(f'  File "{frame.f_code.co_filename}", line {line}, in {frame.f_code.co_name}\n'
-                                  for frame, line in traceback.walk_tb(exc.__traceback__))
+        tb = exc.__traceback__
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            message += f'\n  File "{code.co_filename}", line {tb.tb_lineno}, in {code.co_name}'
+            tb = tb.tb_next
     try:
         send(sock, type="error", message=message)
     except OSError:  # the runtime is gone (after start): the container's stderr is all that is left

@@ -12,8 +12,6 @@ import errno
 import os
 import shutil
 import stat
-from collections.abc import Callable
-from typing import Any
 
 from sampan._linux import flags as kflags
 from sampan._linux import process as sys_
@@ -21,6 +19,11 @@ from sampan._linux.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, opena
 from sampan.errors import SampanError
 from sampan.runtime.cgroups import detect_version
 from sampan.runtime.spec import parse_mount_options
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 _PROPAGATION = {"shared": kflags.MS_SHARED, "slave": kflags.MS_SLAVE, "private": kflags.MS_PRIVATE,
                 "unbindable": kflags.MS_UNBINDABLE, "rshared": kflags.MS_SHARED | kflags.MS_REC,

@@ -25,17 +25,20 @@ ENOSYS here instead of libseccomp's default of killing the thread, which runc ke
 
 from __future__ import annotations
 
+from collections import namedtuple
 import errno
 import json
 import os
 import socket
 import struct
-from dataclasses import dataclass
 from functools import cache
-from typing import Any, Self
 
 from sampan._linux import seccomp as scmp
 from sampan.errors import InvalidArgument, Unsupported
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any, Self
 
 _ROOT = "linux.seccomp"
 
@@ -88,29 +91,19 @@ _NOTIFY_API_LEVEL = 6
 _SHOW_MAX = 60
 
 
-@dataclass(frozen=True)
-class _Arg:
-    index: int
-    value: int
-    value_two: int
-    op: str
+class _Arg(namedtuple("_Arg", "index value value_two op")):
+    # fields: index: int, value: int, value_two: int, op: str
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class _Rule:
-    names: tuple[str, ...]
-    action: str
-    errno_ret: int | None
-    args: tuple[_Arg, ...]
+class _Rule(namedtuple("_Rule", "names action errno_ret args")):
+    # fields: names: tuple[str, ...], action: str, errno_ret: int | None, args: tuple[_Arg, ...]
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class _Profile:
-    default_action: str
-    default_errno: int | None
-    archs: tuple[str, ...]
-    flags: tuple[str, ...] | None
-    rules: tuple[_Rule, ...]
+class _Profile(namedtuple("_Profile", "default_action default_errno archs flags rules")):
+    # fields: default_action, default_errno, archs, flags, rules
+    __slots__ = ()
 
     @property
     def uses_notify(self) -> bool:

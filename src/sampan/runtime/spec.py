@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
 
 from sampan.errors import InvalidArgument, NotFound
 from sampan.runtime.constants import (
@@ -36,6 +34,11 @@ from sampan.runtime.constants import (
     PERSONALITY_DOMAINS,
     RLIMITS,
 )
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
 # The oldest runtime-spec version sampan-runc accepts; the newest is the one its state files carry.
 OCI_VERSION_MIN = "1.0.0"
@@ -60,16 +63,33 @@ class SpecError(InvalidArgument):
 # --- mount options ------------------------------------------------------------------------------------------
 
 
-class MountOptions(NamedTuple):
-    """A mount's ``options`` split the way the kernel takes them (runc's ``parseMountOptions``)."""
+class MountOptions:
+    """A mount's ``options`` split the way the kernel takes them (runc's ``parseMountOptions``).
 
-    flags: int  # MS_* for mount(2)
-    clear_flags: int  # MS_* an option explicitly turned off ("rw", "suid"): a remount must keep them off
-    propagation: list[int]  # one mount(2) call each, after the mount itself
-    data: str  # what the filesystem parses itself ("mode=755,size=65536k")
-    rec_attr_set: int  # MOUNT_ATTR_* to set with mount_setattr(AT_RECURSIVE) ("rro", "rnosuid", ...)
-    rec_attr_clear: int  # MOUNT_ATTR_* to clear likewise
-    copy_up: bool  # "tmpcopyup": copy the mount point's content into the new tmpfs
+    A plain class, not a NamedTuple or dataclass: this module is on every container start, and those would
+    import ``typing`` or ``dataclasses`` (several milliseconds) for one record.
+    """
+
+    __slots__ = ("flags", "clear_flags", "propagation", "data", "rec_attr_set", "rec_attr_clear", "copy_up")
+
+    def __init__(self, flags: int, clear_flags: int, propagation: list[int], data: str, rec_attr_set: int,
+                 rec_attr_clear: int, copy_up: bool) -> None:
+        self.flags = flags  # MS_* for mount(2)
+        self.clear_flags = clear_flags  # MS_* an option turned off ("rw", "suid"): a remount must keep them off
+        self.propagation = propagation  # one mount(2) call each, after the mount itself
+        self.data = data  # what the filesystem parses itself ("mode=755,size=65536k")
+        self.rec_attr_set = rec_attr_set  # MOUNT_ATTR_* to set with mount_setattr(AT_RECURSIVE) ("rro", ...)
+        self.rec_attr_clear = rec_attr_clear  # MOUNT_ATTR_* to clear likewise
+        self.copy_up = copy_up  # "tmpcopyup": copy the mount point's content into the new tmpfs
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MountOptions) and self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        return "MountOptions(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__) + ")"
 
 
 def parse_mount_options(options: list[str]) -> MountOptions:
@@ -143,7 +163,8 @@ def _kernel_capabilities() -> list[str]:
 # --- check combinators --------------------------------------------------------------------------------------
 
 # A check looks at one decoded JSON value found at a JSON path, and raises SpecError if it is wrong.
-Check = Callable[[Any, str], None]
+if TYPE_CHECKING:
+    Check = Callable[[Any, str], None]
 
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array",
                dict: "an object"}

@@ -12,11 +12,13 @@ import json
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 from sampan._linux.proc import process_start_time, process_state
 from sampan.errors import Conflict, InvalidArgument, NotFound
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 OCI_VERSION = "1.2.0"
 DEFAULT_ROOT = "/run/sampan-runc"
@@ -30,18 +32,23 @@ def validate_id(container_id: str) -> str:
     return container_id
 
 
-@dataclass
 class State:
-    id: str
-    bundle: str
-    rootfs: str
-    pid: int
-    pid_start: str
-    created: str
-    cgroup_path: str
-    config: dict[str, Any]
-    annotations: dict[str, str] = field(default_factory=dict)
-    owner: str = ""
+    """What ``create`` decided, saved as JSON (a plain class: dataclasses would cost every start milliseconds)."""
+
+    FIELDS = ("id", "bundle", "rootfs", "pid", "pid_start", "created", "cgroup_path", "config", "annotations",
+              "owner")
+
+    def __init__(self, id: str, bundle: str, rootfs: str, pid: int, pid_start: str, created: str,  # noqa: A002
+                 cgroup_path: str, config: dict[str, Any], annotations: dict[str, str] | None = None,
+                 owner: str = "") -> None:
+        self.id, self.bundle, self.rootfs = id, bundle, rootfs
+        self.pid, self.pid_start, self.created = pid, pid_start, created
+        self.cgroup_path, self.config = cgroup_path, config
+        self.annotations = annotations or {}
+        self.owner = owner
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.FIELDS}
 
     def status(self, state_dir: str) -> str:
         if self.pid <= 0 or process_start_time(self.pid) != self.pid_start or process_state(self.pid) in (None, "Z", "X"):
@@ -95,7 +102,7 @@ class StateStore:
         path = os.path.join(self.dir(state.id), "state.json")
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            json.dump(asdict(state), f)
+            json.dump(state.to_dict(), f)
         os.rename(tmp, path)
 
     def load(self, container_id: str) -> State:

@@ -16,6 +16,7 @@ it with the cgroupfs driver, it does not ask systemd.
 
 from __future__ import annotations
 
+from collections import namedtuple
 import contextlib
 import errno
 import os
@@ -23,11 +24,13 @@ import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
 
 from sampan.errors import Conflict, InternalError, InvalidArgument, NotFound, SampanError, Unsupported
 from sampan.runtime.cgroups.devices import DeviceRule, parse_rules
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Cgroup", "Resources", "Write", "cgroup_path", "detect_version", "open_cgroup", "parse_resources"]
 
@@ -97,39 +100,26 @@ def _expand_slice(slice_: str, spec: str) -> str:
 
 # --- validated resources ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Memory:
-    limit: int = 0
-    reservation: int = 0
-    swap: int = 0  # memory+swap, as in OCI and v1
-    swappiness: int | None = None
-    disable_oom_killer: bool = False
-    check_before_update: bool = False
+class Memory(namedtuple("Memory", "limit reservation swap swappiness disable_oom_killer check_before_update",
+                        defaults=(0, 0, 0, None, False, False))):
+    # fields: limit, reservation, swap, swappiness, disable_oom_killer, check_before_update
+    # swap: memory+swap, as in OCI and v1
+    __slots__ = ()
 
     def limits_set(self) -> bool:
         return bool(self.limit or self.reservation or self.swap)
 
 
-@dataclass(frozen=True)
-class Cpu:
-    shares: int = 0
-    quota: int = 0
-    period: int = 0
-    burst: int | None = None
-    realtime_runtime: int = 0
-    realtime_period: int = 0
-    cpus: str = ""
-    mems: str = ""
-    idle: int | None = None
+class Cpu(namedtuple("Cpu", "shares quota period burst realtime_runtime realtime_period cpus mems idle",
+                     defaults=(0, 0, 0, None, 0, 0, "", "", None))):
+    # fields: shares, quota, period, burst, realtime_runtime, realtime_period, cpus, mems, idle
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class DeviceLimit:
+class DeviceLimit(namedtuple("DeviceLimit", "major minor value")):
     """A per-device value (throttle rate or weight), written as ``major:minor<sep>value``."""
-
-    major: int
-    minor: int
-    value: int
+    # fields: major: int, minor: int, value: int
+    __slots__ = ()
 
     def line(self, sep: str = " ") -> str:
         return f"{self.major}:{self.minor}{sep}{self.value}"
@@ -140,29 +130,21 @@ THROTTLES = {"throttleReadBpsDevice": "read_bps", "throttleWriteBpsDevice": "wri
              "throttleReadIOPSDevice": "read_iops", "throttleWriteIOPSDevice": "write_iops"}
 
 
-@dataclass(frozen=True)
-class BlockIO:
-    weight: int = 0
-    leaf_weight: int = 0
-    weight_devices: tuple[DeviceLimit, ...] = ()
-    leaf_weight_devices: tuple[DeviceLimit, ...] = ()
-    throttles: tuple[tuple[str, DeviceLimit], ...] = ()
+class BlockIO(namedtuple("BlockIO", "weight leaf_weight weight_devices leaf_weight_devices throttles",
+                         defaults=(0, 0, (), (), ()))):
+    # fields: weight, leaf_weight, weight_devices, leaf_weight_devices, throttles
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Resources:
-    """``linux.resources``, validated; zero/empty/None means "not set, leave as is" (runc's convention)."""
+class Resources(namedtuple("Resources", "memory cpu pids_limit block_io hugepage_limits network_class_id "
+                                        "network_priorities rdma devices unified",
+                           defaults=(Memory(), Cpu(), 0, BlockIO(), (), None, (), (), None, None))):
+    """``linux.resources``, validated; zero/empty/None means "not set, leave as is" (runc's convention).
 
-    memory: Memory = Memory()
-    cpu: Cpu = Cpu()
-    pids_limit: int = 0
-    block_io: BlockIO = BlockIO()
-    hugepage_limits: tuple[tuple[str, int], ...] = ()
-    network_class_id: int | None = None
-    network_priorities: tuple[tuple[str, int], ...] = ()
-    rdma: tuple[tuple[str, str], ...] = ()  # (device, "hca_handle=N hca_object=M")
-    devices: tuple[DeviceRule, ...] | None = None
-    unified: tuple[tuple[str, str], ...] | None = None
+    Records here are namedtuples, not dataclasses: this module runs on every container start, and
+    ``dataclasses`` costs several milliseconds of imports. rdma entries are (device, "hca_handle=N hca_object=M").
+    """
+    __slots__ = ()
 
 
 class _Object:
@@ -322,15 +304,11 @@ def _unified(raw: object) -> tuple[tuple[str, str], ...]:
 
 # --- files --------------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Write:
+class Write(namedtuple("Write", "dir name value field tolerate", defaults=(0,))):
     """One cgroup file write, with the OCI field it comes from: a refusal names the user's setting."""
-
-    dir: str
-    name: str
-    value: str
-    field: str
-    tolerate: int = 0  # an errno this write may fail with, because a later write repeats it (v1 cfs period)
+    # fields: dir: str, name: str, value: str, field: str, tolerate: int
+    # tolerate: an errno this write may fail with, because a later write repeats it (v1 cfs period)
+    __slots__ = ()
 
 
 def read_file(dir: str, name: str) -> str:

@@ -18,14 +18,17 @@ An empty list means "deny every device", as in runc; callers that want Docker's 
 
 from __future__ import annotations
 
+from collections import namedtuple
 import os
 import re
 import struct
 import sys
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from sampan.errors import InvalidArgument
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 WILDCARD = -1
 _PERMS = "rwm"
@@ -33,15 +36,10 @@ _MAX_DEVICE_NUMBER = 2**32 - 1
 _LIST_LINE = re.compile(r"^([abc])\s+(\d+|\*):(\d+|\*)\s+([rwm]+)$")
 
 
-@dataclass(frozen=True)
-class DeviceRule:
+class DeviceRule(namedtuple("DeviceRule", "type major minor access allow")):
     """One validated OCI ``linux.resources.devices`` entry; ``WILDCARD`` stands for an absent number."""
-
-    type: str
-    major: int
-    minor: int
-    access: str
-    allow: bool
+    # fields: type: str, major: int, minor: int, access: str, allow: bool
+    __slots__ = ()
 
     def cgroup_string(self) -> str:
         """The v1 ``devices.allow``/``devices.deny`` line, e.g. ``c 1:3 rwm`` or ``a *:* rwm``."""

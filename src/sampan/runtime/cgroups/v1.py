@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from typing import Any
 
 from sampan.errors import InternalError, NotFound, Unsupported
 from sampan.runtime.cgroups import (
@@ -43,6 +42,10 @@ from sampan.runtime.cgroups import (
     write_file,
 )
 from sampan.runtime.cgroups.devices import DeviceRule, Emulator, emulate, v1_transition
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 SUBSYSTEMS = ("cpuset", "devices", "memory", "cpu", "cpuacct", "pids", "blkio", "hugetlb", "net_cls",
               "net_prio", "perf_event", "freezer", "rdma", "misc")

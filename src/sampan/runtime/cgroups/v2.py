@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
 
 from sampan.errors import InternalError, InvalidArgument, NotFound, Unsupported
 from sampan.runtime.cgroups import (
@@ -45,6 +44,10 @@ from sampan.runtime.cgroups import (
     write_file,
 )
 from sampan.runtime.cgroups.devices import DeviceRule, install_filter
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from typing import Any
 
 _F = "linux.resources"
 _IO_MAX_KEYS = {"read_bps": "rbps", "write_bps": "wbps", "read_iops": "riops", "write_iops": "wiops"}
