@@ -48,7 +48,7 @@ def main() -> int:
             busy[0] = False
 
     sys.addaudithook(hook)
-    from sampan.runtime.cli import main as runtime_main
+    from sampan.runtime.entry import main as runtime_main
 
     return runtime_main(args)
 

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 REMAINDER = "..."  # argparse.REMAINDER, without importing argparse before a re-exec
 
 
-_GLOBAL_VALUES = ("--root", "--log", "--log-format", "--rootless", "--criu")
 
 
 def _create_args(c: _Parser, run: bool = False) -> None:
@@ -95,19 +94,6 @@ _VERBS: dict[str, tuple[bool, Any]] = {
                                c.add_argument("--rootless", action="store_true"))),
     "features": (False, _none),
 }
-
-
-def _find_verb(argv: list[str]) -> str | None:
-    """The verb is the first word that is not a global option or its value."""
-    skip = False
-    for word in argv:
-        if skip:
-            skip = False
-        elif word in _GLOBAL_VALUES:
-            skip = True
-        elif not word.startswith("-"):
-            return word
-    return None
 
 
 def _parser(verb: str | None) -> _Parser:
@@ -359,15 +345,10 @@ def _fail(a: Namespace | None, message: str) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+def main(argv: list[str], verb: str | None) -> int:
+    """Run one command; ``entry.main`` found the verb (and re-executed read-only where needed)."""
     a = None
     try:
-        verb = _find_verb(argv)
-        if verb in ("create", "run", "exec"):  # first, before paying for any import the re-exec would repeat
-            from sampan.runtime.exe import ensure_readonly_exe
-
-            ensure_readonly_exe()
         a = _parser(verb).parse_args(argv)
         if a.version:
             from sampan import __version__
@@ -387,6 +368,3 @@ def main(argv: list[str] | None = None) -> int:
         _log_error(a, f"internal error: {type(e).__name__}: {e}")
         return 1
 
-
-if __name__ == "__main__":
-    sys.exit(main())
