@@ -87,10 +87,6 @@ def _cgroup_resources(linux: dict[str, Any]) -> dict[str, Any]:
     return resources
 
 
-def _wants_terminal(bundle: str) -> bool:
-    return bool((specs.load(os.path.abspath(bundle)).get("process") or {}).get("terminal"))
-
-
 def _write_maps(pid: int, linux: dict[str, Any]) -> None:
     def lines(maps: list[dict[str, int]]) -> str:
         return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
@@ -112,9 +108,9 @@ class Runtime:
 
     def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
                console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-               console_fd: int = -1) -> State:
+               console_fd: int = -1, config: dict[str, Any] | None = None) -> State:
         bundle = os.path.abspath(bundle)
-        config = specs.load(bundle)
+        config = specs.load(bundle) if config is None else config
         rootfs = specs.rootfs_path(config, bundle)
         linux = config.get("linux") or {}
         process = config.get("process") or {}
@@ -253,12 +249,13 @@ class Runtime:
         """create + start; in the foreground, wait for the container and delete it, returning its status."""
         if not detach:
             sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
+        config = specs.load(os.path.abspath(bundle))
         ours = theirs = None
-        if not detach and not console_socket and _wants_terminal(bundle):
+        if not detach and not console_socket and (config.get("process") or {}).get("terminal"):
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         state = self.create(container_id, bundle, pid_file=pid_file, console_socket=console_socket,
                             no_pivot=no_pivot, preserve_fds=preserve_fds,
-                            console_fd=theirs.detach() if theirs else -1)
+                            console_fd=theirs.detach() if theirs else -1, config=config)
         try:
             self.start(container_id)
         except BaseException:
