@@ -8,32 +8,37 @@ imported, so ``sampan --version`` and ``sampan images`` pay for nothing else. ar
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 from sampan.errors import InvalidArgument, UsageError
 
+TYPE_CHECKING = False  # typing is not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
-@dataclass(frozen=True)
+    Runner = Callable[[Any, argparse.Namespace], int | None]
+
+
 class Arg:
-    flags: tuple[str, ...]
-    options: dict[str, Any] = field(default_factory=dict)
+    """One argparse argument: its flags and keyword options."""
+
+    __slots__ = ("flags", "options")
+
+    def __init__(self, flags: tuple[str, ...], options: dict[str, Any]) -> None:
+        self.flags, self.options = flags, options
 
 
 def arg(*flags: str, **options: Any) -> Arg:
     return Arg(flags, options)
 
 
-Runner = Callable[[Any, argparse.Namespace], int | None]
-
-
-@dataclass(frozen=True)
 class Command:
-    run: Runner
-    summary: str
-    args: tuple[Arg, ...]
-    needs_engine: bool = True
+    """A command's function with its summary and arguments (plain classes: dataclasses cost every start ~7 ms)."""
+
+    __slots__ = ("run", "summary", "args", "needs_engine")
+
+    def __init__(self, run: Runner, summary: str, args: tuple[Arg, ...], needs_engine: bool = True) -> None:
+        self.run, self.summary, self.args, self.needs_engine = run, summary, args, needs_engine
 
 
 def command(summary: str, *args: Arg, needs_engine: bool = True) -> Callable[[Runner], Command]:

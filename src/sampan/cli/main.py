@@ -77,11 +77,6 @@ def _print_group_help(group: str) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from importlib import import_module
-
-    from sampan.cli import registry
-    from sampan.cli.command import build_parser
-
     opts, rest, action = _parse_globals(argv)
     if action == "version":
         from sampan import __version__
@@ -91,6 +86,11 @@ def run(argv: list[str]) -> int:
     if action == "help" or not rest:
         _print_help()
         return 0
+    from importlib import import_module
+
+    from sampan.cli import registry
+    from sampan.cli.command import build_parser
+
     found = registry.find(rest)
     if found is None:
         if rest[0] in registry.GROUPS:
