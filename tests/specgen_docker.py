@@ -1,10 +1,11 @@
 """A private dockerd whose extra runtime "capture" saves the config.json it is given: Docker's own spec for a
 ``docker run``, the oracle of tests/test_specgen.py.
 
-The capture runtime copies ``<bundle>/config.json`` to ``<out>/<container id>.json`` and then fails ``create``,
-so no container ever runs (host devices, host namespaces and privileged mode stay harmless) and each capture
-costs one failed ``docker run``. The daemon has its own socket, data root and exec root, no bridge and no
-iptables rules, and is stopped by its process group, which it was started in, with everything it mounted.
+The capture runtime copies ``<bundle>/config.json`` to ``<out>/<container id>.json`` and then fails
+``create``, so no container ever runs (host devices, host namespaces and privileged mode stay harmless) and
+each capture costs one failed ``docker run``. The daemon has its own socket, data root and exec root, no
+bridge and no iptables rules, and is stopped by its process group, which it was started in, with everything it
+mounted.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def image_tar() -> bytes:
 
 
 class CaptureDocker:
-    """A private dockerd with the capture runtime; ``capture(args)`` returns Docker's spec for ``docker run``."""
+    """A private dockerd with the capture runtime: ``capture()`` returns Docker's spec for a run."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -85,19 +86,24 @@ class CaptureDocker:
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             ["dockerd", "--host", f"unix://{sock}", "--data-root", str(base / "data"), "--exec-root",
-             str(base / "exec"), "--pidfile", str(base / "docker.pid"), "--bridge", "none", "--iptables=false",
+             str(base / "exec"), "--pidfile", str(base / "docker.pid"), "--bridge", "none",
+             "--iptables=false",
              "--ip6tables=false", "--ip-masq=false", "--add-runtime", f"capture={wrapper}"],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while subprocess.run(["docker", "version"], env=self.env, capture_output=True).returncode != 0:
+        while subprocess.run(["docker", "version"], env=self.env, capture_output=True,
+                             check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("dockerd could not start: " + self.log_path.read_text()[-500:])
             time.sleep(0.2)
 
-    def docker(self, *args: str, input: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(["docker", *args], env=self.env, input=input, capture_output=True, timeout=60)
+    def docker(self, *args: str, input: bytes | None = None,
+               check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(["docker", *args], env=self.env, input=input, capture_output=True, timeout=60,
+                              check=False,
+                              stdin=subprocess.DEVNULL if input is None else None)
         result = subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
                                              proc.stderr.decode(errors="replace"))
         if check and proc.returncode != 0:
@@ -105,7 +111,7 @@ class CaptureDocker:
         return result
 
     def import_image(self, ref: str, changes: list[str]) -> dict[str, Any]:
-        """``docker import`` the tiny root filesystem with Dockerfile ``changes``; returns the image config."""
+        """``docker import`` the tiny root filesystem with Dockerfile ``changes``; return the image config."""
         args = ["import"]
         for change in changes:
             args += ["-c", change]
@@ -146,6 +152,20 @@ class CaptureDocker:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
-        subprocess.run(["umount", "-R", str(self.base / "data")], capture_output=True)
-        subprocess.run(["umount", "-R", str(self.base / "exec")], capture_output=True)
+        for mountpoint in self._mounts_below():  # overlays, shm, dockerd's bind of the host netns
+            subprocess.run(["umount", mountpoint], capture_output=True, check=False)
+        leftover = self._mounts_below()
+        for mountpoint in leftover:
+            subprocess.run(["umount", "--lazy", mountpoint], capture_output=True, check=False)
         shutil.rmtree(self.base, ignore_errors=True)
+
+    def _mounts_below(self) -> list[str]:
+        """Mount points under the daemon's directory, deepest first (mountinfo escapes spaces as \\040)."""
+        prefix = str(self.base) + "/"
+        points = []
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                point = line.split()[4].replace("\\040", " ")
+                if point.startswith(prefix):
+                    points.append(point)
+        return sorted(set(points), key=lambda p: p.count("/"), reverse=True)
