@@ -139,11 +139,18 @@ def _host_fingerprint() -> dict[str, object]:
 
     out: dict[str, object] = {}
     for path in ("/dev/null", "/dev/zero", "/dev/urandom", "/dev/full"):
-        st = os.lstat(path)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            out[path] = None
+            continue
         out[path] = (st.st_mode, st.st_rdev)
     for path in ("/etc/passwd", "/etc/group", "/etc/hostname", "/etc/hosts", sys.executable, "/bin/sh"):
-        with open(os.path.realpath(path), "rb") as f:
-            out[path] = hashlib.sha256(f.read()).hexdigest()
+        try:
+            with open(os.path.realpath(path), "rb") as f:
+                out[path] = hashlib.sha256(f.read()).hexdigest()
+        except FileNotFoundError:
+            out[path] = None
     return out
 
 
