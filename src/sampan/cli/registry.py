@@ -28,9 +28,19 @@ SYSTEM: dict[str, Entry] = {
     "info": ("system:info", "Display system-wide information"),
 }
 
+VOLUME: dict[str, Entry] = {
+    "create": ("volumes:create", "Create a volume"),
+    "inspect": ("volumes:inspect", "Display detailed information on one or more volumes"),
+    "ls": ("volumes:ls", "List volumes"),
+    "prune": ("volumes:prune", "Remove unused local volumes"),
+    "rm": ("volumes:rm", "Remove one or more volumes"),
+}
+VOLUME_ALIASES = {"list": "ls", "remove": "rm"}
+
 GROUPS: dict[str, tuple[dict[str, Entry], dict[str, str], str]] = {
     "image": (IMAGE, IMAGE_ALIASES, "Manage images"),
     "system": (SYSTEM, {}, "Manage sampan"),
+    "volume": (VOLUME, VOLUME_ALIASES, "Manage volumes"),  # no top-level shortcuts, as Docker
 }
 
 TOP: dict[str, Entry] = {

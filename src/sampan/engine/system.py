@@ -16,6 +16,7 @@ from typing import Any
 
 import sampan
 from sampan._linux.proc import process_start_time
+from sampan.engine import volumes
 from sampan.engine.context import Engine
 from sampan.image import digest as _digest
 from sampan.image.config import host_architecture
@@ -91,9 +92,11 @@ def disk_usage(engine: Engine) -> list[UsageLine]:
     layer_bytes = conn.execute(
         "SELECT COALESCE(SUM(size), 0) FROM snapshots WHERE chain_id IN (SELECT chain_id FROM image_layers)"
     ).fetchone()[0]
+    volume_count, volume_active, volume_size = volumes.disk_usage(engine)
     return [UsageLine("Images", images, 0, layer_bytes, layer_bytes),
             UsageLine("Containers", 0, 0, 0, 0),
-            UsageLine("Local Volumes", 0, 0, 0, 0),
+            # every volume is reclaimable until containers can use them
+            UsageLine("Local Volumes", volume_count, volume_active, volume_size, volume_size),
             UsageLine("Build Cache", 0, 0, 0, 0)]
 
 
@@ -124,6 +127,7 @@ def check(engine: Engine, repair: bool = False) -> CheckReport:
                 report.problems.append(f"image {short}: layer blob {layer['blob_digest']} is missing")
             if layer["diff_id"] is None or not (layout.snapshots / _digest.hex_of(layer["chain_id"])).is_dir():
                 report.problems.append(f"image {short}: snapshot {layer['chain_id']} is missing")
+    report.problems += volumes.problems(engine, conn)
     if not repair:
         report.problems += [f"leftover {path}" for path in _leftovers(engine, conn)]
         return report
@@ -152,4 +156,5 @@ def _leftovers(engine: Engine, conn: sqlite3.Connection) -> list[str]:
               if entry.name not in known_blobs and "sha256:" + entry.name not in leased]
     paths += [entry.path for directory in (layout.ingest, layout.tmp) for entry in os.scandir(directory)
               if not _owner_alive(entry.name)]
+    paths += volumes.leftovers(engine, conn)
     return paths

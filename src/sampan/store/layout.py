@@ -55,6 +55,11 @@ class Layout:
         return self.root / "trash"
 
     @property
+    def volumes(self) -> Path:
+        """Named volumes: ``volumes/<name>/_data`` is what containers mount."""
+        return self.root / "volumes"
+
+    @property
     def locks(self) -> Path:
         return self.runroot / "locks"
 
@@ -63,4 +68,5 @@ class Layout:
         self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
         for path in (self.blobs, self.ingest, self.snapshots, self.tmp, self.trash):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.volumes.mkdir(mode=0o701, exist_ok=True)  # as Docker: traversable, not listable
         self.locks.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -80,6 +80,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX lease_resources_key ON lease_resources(kind, key);
     """,
+    """
+    CREATE TABLE volumes (
+        name      TEXT PRIMARY KEY,         -- Docker's [a-zA-Z0-9][a-zA-Z0-9_.-]+, or 64 hex for anonymous ones
+        driver    TEXT NOT NULL DEFAULT 'local',
+        labels    TEXT NOT NULL DEFAULT '{}',
+        options   TEXT NOT NULL DEFAULT '{}', -- driver options (-o): type, device, o
+        anonymous INTEGER NOT NULL DEFAULT 0, -- created without a name: what 'volume prune' removes without -a
+        created   REAL NOT NULL
+    );
+    """,
 )
 
 
