@@ -10,10 +10,10 @@ failure as a negative errno, which becomes ``OSError`` with that errno, like the
 
 from __future__ import annotations
 
-from collections import namedtuple
 import ctypes
 import errno
 import os
+from collections import namedtuple
 from functools import cache
 
 from sampan._linux.libc import syscall

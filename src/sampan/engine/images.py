@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sampan.engine.context import Engine
+from sampan.engine.filters import bool_filter, check_filters, labels_match
 from sampan.errors import Conflict, InvalidArgument, InvalidReference, NotFound
 from sampan.image import digest as _digest
 from sampan.image import reference as refs
@@ -124,28 +125,14 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def _label_matches(labels: dict[str, str], wanted: list[str]) -> bool:
-    for item in wanted:
-        key, eq, value = item.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    return True
-
-
 IMAGE_FILTERS = frozenset({"dangling", "reference", "label", "before", "since"})
-
-
-def _check_filters(filters: dict[str, list[str]], allowed: frozenset[str]) -> None:
-    for key in filters:
-        if key not in allowed:
-            raise InvalidArgument(f"invalid filter '{key}'")
 
 
 def list_images(engine: Engine, *, all: bool = False, filters: dict[str, list[str]] | None = None,
                 repository: str | None = None) -> list[ImageSummary]:
     """Images newest first, with Docker's filters (dangling, reference, label, before, since)."""
     filters = filters or {}
-    _check_filters(filters, IMAGE_FILTERS)
+    check_filters(filters, IMAGE_FILTERS)
     conn = engine.db.conn
     rows = records.all_images(conn)
     tags: dict[str, list[str]] = {}
@@ -157,7 +144,7 @@ def list_images(engine: Engine, *, all: bool = False, filters: dict[str, list[st
         digests.setdefault(row["image_id"], []).append(
             refs.Reference(*_split_repo(row["repo"]), digest=row["digest"]).familiar())
     parents = {row["parent"] for row in rows if row["parent"]}
-    dangling = _bool_filter(filters, "dangling")
+    dangling = bool_filter(filters, "dangling")
     patterns = [_glob(p) for p in filters.get("reference", [])]
     if repository:
         patterns.append(_repository_pattern(repository))
@@ -174,23 +161,13 @@ def list_images(engine: Engine, *, all: bool = False, filters: dict[str, list[st
             if not image_tags:
                 continue
         labels = json.loads(row["labels"])
-        if "label" in filters and not _label_matches(labels, filters["label"]):
+        if "label" in filters and not labels_match(labels, filters["label"]):
             continue
         if not created_bounds[0] < row["created"] < created_bounds[1]:
             continue
         out.append(ImageSummary(row["id"], image_tags, digests.get(row["id"], []), row["created"], row["size"],
                                 labels, row["parent"]))
     return out
-
-
-def _bool_filter(filters: dict[str, list[str]], key: str) -> bool | None:
-    values = filters.get(key)
-    if not values:
-        return None
-    value = values[-1].lower()
-    if value not in ("true", "false", "1", "0"):
-        raise InvalidArgument(f"invalid filter '{key}={values[-1]}'")
-    return value in ("true", "1")
 
 
 def _repository_pattern(repository: str) -> re.Pattern[str]:
@@ -289,7 +266,7 @@ def _delete(tx: sqlite3.Connection, engine: Engine, image_id: str, report: Remov
 def prune(engine: Engine, *, all: bool = False, filters: dict[str, list[str]] | None = None) -> RemoveReport:
     """``image prune``: remove dangling images (``all``: every image not in use)."""
     filters = dict(filters or {})
-    _check_filters(filters, frozenset({"label", "until", "label!"}))
+    check_filters(filters, frozenset({"label", "until", "label!"}))
     report = RemoveReport()
     with engine.db.transaction() as tx:
         tagged = {row["image_id"] for row in records.all_tags(tx)}
@@ -305,9 +282,9 @@ def prune(engine: Engine, *, all: bool = False, filters: dict[str, list[str]] | 
 
 
 def _prune_filter_matches(labels: dict[str, str], created: float, filters: dict[str, list[str]]) -> bool:
-    if "label" in filters and not _label_matches(labels, filters["label"]):
+    if "label" in filters and not labels_match(labels, filters["label"]):
         return False
-    if "label!" in filters and any(_label_matches(labels, [item]) for item in filters["label!"]):
+    if "label!" in filters and any(labels_match(labels, [item]) for item in filters["label!"]):
         return False
     if "until" in filters:
         if created >= min(parse_timestamp(value, time.time()) for value in filters["until"]):

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sampan.engine.context import Engine
+from sampan.engine.filters import bool_filter, check_filters, labels_match
 from sampan.errors import Conflict, InvalidArgument, NotFound
 from sampan.store import gc
 from sampan.store import volumes as records
@@ -225,36 +226,11 @@ def create(engine: Engine, name: str | None = None, *, driver: str = DRIVER, lab
     return volume
 
 
-def _filter_bool(filters: dict[str, list[str]], key: str) -> bool | None:
-    values = filters.get(key)
-    if not values:
-        return None
-    value = values[-1].lower()
-    if value not in ("true", "false", "1", "0"):
-        raise InvalidArgument(f"invalid filter '{key}={values[-1]}'")
-    return value in ("true", "1")
-
-
-def _check_filters(filters: dict[str, list[str]], allowed: frozenset[str]) -> None:
-    for key in filters:
-        if key not in allowed:
-            raise InvalidArgument(f"invalid filter '{key}'")
-
-
-def _labels_match(labels: dict[str, str], wanted: list[str]) -> bool:
-    """Docker's MatchKVList: every ``key`` or ``key=value`` must hold."""
-    for item in wanted:
-        key, eq, value = item.partition("=")
-        if key not in labels or (eq and labels[key] != value):
-            return False
-    return True
-
-
 def list_volumes(engine: Engine, filters: dict[str, list[str]] | None = None) -> list[Volume]:
     """Volumes sorted by name, with Docker's filters: dangling, name (regexp search), label, driver."""
     filters = filters or {}
-    _check_filters(filters, LS_FILTERS)
-    dangling = _filter_bool(filters, "dangling")
+    check_filters(filters, LS_FILTERS)
+    dangling = bool_filter(filters, "dangling")
     try:
         name_patterns = [re.compile(p) for p in filters.get("name", [])]
     except re.error as e:
@@ -269,7 +245,7 @@ def list_volumes(engine: Engine, filters: dict[str, list[str]] | None = None) ->
             continue
         if "driver" in filters and volume.driver not in filters["driver"]:
             continue
-        if "label" in filters and not _labels_match(volume.labels, filters["label"]):
+        if "label" in filters and not labels_match(volume.labels, filters["label"]):
             continue
         out.append(volume)
     return out
@@ -316,24 +292,24 @@ def remove(engine: Engine, name: str, *, force: bool = False) -> bool:
 
 
 def check_prune_filters(filters: dict[str, list[str]]) -> None:
-    _check_filters(filters, PRUNE_FILTERS)
-    _filter_bool(filters, "all")
+    check_filters(filters, PRUNE_FILTERS)
+    bool_filter(filters, "all")
 
 
 def prune(engine: Engine, *, all: bool = False, filters: dict[str, list[str]] | None = None) -> PruneReport:
     """Remove unused volumes: only anonymous ones unless ``all`` (Docker 23+), with label/label! filters."""
     filters = dict(filters or {})
     check_prune_filters(filters)
-    if _filter_bool(filters, "all"):
+    if bool_filter(filters, "all"):
         all = True
     report = PruneReport()
     with engine.db.transaction() as tx:
         for record in records.all_volumes(tx):
             if not all and not record.anonymous:
                 continue
-            if "label" in filters and not _labels_match(record.labels, filters["label"]):
+            if "label" in filters and not labels_match(record.labels, filters["label"]):
                 continue
-            if "label!" in filters and any(_labels_match(record.labels, [item]) for item in filters["label!"]):
+            if "label!" in filters and any(labels_match(record.labels, [item]) for item in filters["label!"]):
                 continue
             if volume_users(tx, record.name):
                 continue

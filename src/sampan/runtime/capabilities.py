@@ -6,7 +6,6 @@ keep-caps so the permitted set survives, then effective/permitted/inheritable ar
 
 from __future__ import annotations
 
-
 from sampan._linux import process as sys_
 from sampan.runtime.spec import CAPABILITIES
 

@@ -25,12 +25,12 @@ ENOSYS here instead of libseccomp's default of killing the thread, which runc ke
 
 from __future__ import annotations
 
-from collections import namedtuple
 import errno
 import json
 import os
 import socket
 import struct
+from collections import namedtuple
 from functools import cache
 
 from sampan._linux import seccomp as scmp

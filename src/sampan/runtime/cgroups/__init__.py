@@ -16,13 +16,13 @@ it with the cgroupfs driver, it does not ask systemd.
 
 from __future__ import annotations
 
-from collections import namedtuple
 import contextlib
 import errno
 import os
 import re
 import time
 from abc import ABC, abstractmethod
+from collections import namedtuple
 from collections.abc import Callable, Mapping
 
 from sampan.errors import Conflict, InternalError, InvalidArgument, NotFound, SampanError, Unsupported

@@ -18,11 +18,11 @@ An empty list means "deny every device", as in runc; callers that want Docker's 
 
 from __future__ import annotations
 
-from collections import namedtuple
 import os
 import re
 import struct
 import sys
+from collections import namedtuple
 
 from sampan.errors import InvalidArgument
 
