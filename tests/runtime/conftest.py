@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,3 +170,21 @@ class ConsoleSocket:
         self.server.close()
         if self.master is not None:
             os.close(self.master)
+
+
+@pytest.fixture
+def spawn() -> Iterator[Callable[[str], subprocess.Popen[str]]]:
+    """Start ``python -c code`` children with pipes; each is killed by pid and reaped afterwards."""
+    children: list[subprocess.Popen[str]] = []
+
+    def start(code: str) -> subprocess.Popen[str]:
+        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.poll() is None:
+            child.kill()
+        child.wait()

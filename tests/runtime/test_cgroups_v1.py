@@ -14,7 +14,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,24 +63,6 @@ def cg() -> Iterator[V1Cgroup]:
         yield cgroup
     finally:
         _cleanup(name)
-
-
-@pytest.fixture
-def spawn() -> Iterator[Callable[[str], subprocess.Popen[str]]]:
-    """Start ``python -c code`` children with pipes; each is killed by pid and reaped afterwards."""
-    children: list[subprocess.Popen[str]] = []
-
-    def start(code: str) -> subprocess.Popen[str]:
-        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True)
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
 
 
 SLEEPER = "import time; time.sleep(60)"

@@ -432,24 +432,6 @@ def v2_root(tmp_path: Path) -> Iterator[str]:
             subprocess.run(["umount", str(mount_point)], check=True)
 
 
-@pytest.fixture
-def spawn() -> Iterator[Callable[[str], subprocess.Popen[str]]]:
-    """Start ``python -c code`` children with pipes; each is killed by pid and reaped afterwards."""
-    children: list[subprocess.Popen[str]] = []
-
-    def start(code: str) -> subprocess.Popen[str]:
-        child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True)
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-
-
 SLEEPER = "import time; time.sleep(60)"
 SPINNER = "while True: pass"
 OPENER = """

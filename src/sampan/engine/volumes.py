@@ -54,15 +54,9 @@ PRUNE_FILTERS = frozenset({"label", "label!", "all"})
 
 
 @dataclass(frozen=True)
-class Volume:
-    """What ``volume ls`` and ``volume inspect`` show."""
+class Volume(VolumeRecord):
+    """What ``volume ls`` and ``volume inspect`` show: the stored record plus where it lives and who uses it."""
 
-    name: str
-    driver: str
-    labels: dict[str, str]
-    options: dict[str, str]
-    anonymous: bool
-    created: float
     mountpoint: str
     users: tuple[str, ...]
 
@@ -149,8 +143,8 @@ def mountpoint(engine: Engine, name: str) -> str:
 
 
 def _volume(engine: Engine, conn: sqlite3.Connection, record: VolumeRecord) -> Volume:
-    return Volume(record.name, record.driver, record.labels, record.options, record.anonymous, record.created,
-                  mountpoint(engine, record.name), tuple(volume_users(conn, record.name)))
+    return Volume(**vars(record), mountpoint=mountpoint(engine, record.name),
+                  users=tuple(volume_users(conn, record.name)))
 
 
 def _to_trash(engine: Engine, path: Path) -> None:
