@@ -100,6 +100,16 @@ def test_reader_skips_a_torn_last_record_and_the_writer_repairs_it(tmp_path: Pat
     assert [d for _, d in read_logs(str(log))] == [b"a\n", b"b\n", b"c\n", b"whole\n", b"d\n"]
 
 
+def test_a_writer_killed_mid_rotation_leaves_the_rotated_files_readable(tmp_path: Path) -> None:
+    log = tmp_path / "c-json.log"
+    write_log(log, [("stdout", b"a\n")], max_size=1, max_file=3)
+    write_log(log, [("stdout", b"b\n")], max_size=1, max_file=3)
+    Path(f"{log}.1").rename(f"{log}.2")
+    log.rename(f"{log}.1")  # killed after moving the live file away, before creating the new one
+    assert [d for _, d in read_logs(str(log))] == [b"a\n", b"b\n"]
+    assert [d for _, d in read_logs(str(log), tail=1)] == [b"b\n"]
+
+
 _KILLED_WRITER = """
 import sys
 from sampan.monitor.logs import JsonFileLog

@@ -12,6 +12,7 @@ the file after a crash first terminates a complete-but-unterminated record or cu
 
 from __future__ import annotations
 
+import io
 import os
 import time
 
@@ -289,10 +290,10 @@ def read_logs(path: str, *, tail: int | None = None, since: float | None = None,
     since_ns = None if since is None else to_ns(since)
     until_ns = None if until is None else to_ns(until)
     live = _open_live(path, follow, stop)
-    if live is None:
-        return
+    if live is None:  # no live file (a writer killed mid-rotation): the rotated files still hold the log
+        live = io.BytesIO()
     with live:
-        live_end = _last_newline(live, os.fstat(live.fileno()).st_size)[0] + 1
+        live_end = _last_newline(live, live.seek(0, os.SEEK_END))[0] + 1
         for line in _history(path, live, live_end, tail):
             out = _emit(line, since_ns, until_ns, timestamps)
             if out is False:
