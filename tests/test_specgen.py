@@ -9,6 +9,7 @@ differences (see the module docstring of specgen) are normalised in one place, `
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -151,15 +152,9 @@ def _essential(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _docker_view(docker: dict[str, Any], ours: dict[str, Any],
-                 options: RunOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+def _docker_view(docker: dict[str, Any], ours: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two specs' essentials with the deliberate differences normalised away (and each one checked)."""
     d, o = _essential(docker), _essential(copy.deepcopy(ours))
-    # Docker's default seccomp profile is not applied yet: only a profile file is compared.
-    if not any(opt.startswith("seccomp=") and opt != "seccomp=unconfined" for opt in options.security_opt):
-        if d["seccomp"] is not None:
-            assert len([n for rule in d["seccomp"]["syscalls"] for n in rule["names"]]) > 300  # the default
-        d["seccomp"] = None
     # Capabilities that Docker 20.10 does not know: sampan grants them where Docker grants "all".
     for name, caps in o["capabilities"].items():
         extra = [c for c in caps if c in _NEWER_CAPS]
@@ -206,6 +201,14 @@ GOLDEN: list[tuple[str, list[str], str, list[str], dict[str, Any]]] = [
      {"cap_add": ["ALL"], "cap_drop": ["chown"]}),
     ("cap-drop-all", ["--cap-drop", "ALL", "--cap-add", "net_admin", "--cap-add", "CHOWN"], "plain", [],
      {"cap_drop": ["ALL"], "cap_add": ["net_admin", "CHOWN"]}),
+    ("cap-add-sys-admin-ptrace", ["--cap-add", "SYS_ADMIN", "--cap-add", "SYS_PTRACE"], "plain", [],
+     {"cap_add": ["SYS_ADMIN", "SYS_PTRACE"]}),
+    ("cap-add-profile-caps", ["--cap-add", "DAC_READ_SEARCH", "--cap-add", "SYS_BOOT", "--cap-add",
+                              "SYS_MODULE", "--cap-add", "SYS_PACCT", "--cap-add", "SYS_RAWIO", "--cap-add",
+                              "SYS_TIME", "--cap-add", "SYS_TTY_CONFIG", "--cap-add", "SYS_NICE", "--cap-add",
+                              "SYSLOG", "--cap-drop", "SYS_CHROOT"], "plain", [],
+     {"cap_add": ["DAC_READ_SEARCH", "SYS_BOOT", "SYS_MODULE", "SYS_PACCT", "SYS_RAWIO", "SYS_TIME",
+                  "SYS_TTY_CONFIG", "SYS_NICE", "SYSLOG"], "cap_drop": ["SYS_CHROOT"]}),
     ("no-new-privileges", ["--security-opt", "no-new-privileges"], "plain", [],
      {"security_opt": ["no-new-privileges"]}),
     ("nnp-false-unconfined", ["--security-opt", "no-new-privileges=false", "--security-opt",
@@ -321,7 +324,7 @@ def test_matches_dockerd(case: tuple[str, list[str], str, list[str], dict[str, A
     names["named"] = next((m["source"] for m in theirs["mounts"] if m["destination"] == "/vol"), "")
     options = RunOptions(**_fill(fields, names))
     ours = _ours(dockerd["images"][image], options, cid, theirs, files["rootfs"])
-    expected, actual = _docker_view(theirs, ours, options)
+    expected, actual = _docker_view(theirs, ours)
     for key in expected:
         assert actual[key] == expected[key], f"{name}: {key} differs"
     assert actual == expected
@@ -573,12 +576,55 @@ def test_defaults() -> None:
     assert set(spec["process"]["capabilities"]) == {"bounding", "effective", "permitted"}
     assert "rlimits" not in spec["process"]
     assert spec["linux"]["maskedPaths"] == list(MASKED_PATHS)
-    assert "seccomp" not in spec["linux"]  # the default profile is not applied yet
+    seccomp = spec["linux"]["seccomp"]  # Docker's default profile
+    assert seccomp["defaultAction"] == "SCMP_ACT_ERRNO"
+    assert len([name for rule in seccomp["syscalls"] for name in rule["names"]]) > 300
     assert spec["hostname"] == "f" * 12
     assert spec["linux"]["cgroupsPath"] == "/sampan/" + "f" * 64
     assert [m["destination"] for m in spec["mounts"]] == [
         "/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm"]
     assert spec["mounts"][-1]["options"][-1] == "size=67108864"
+
+
+def _syscall_names(spec: dict[str, Any]) -> set[str]:
+    return {name for rule in spec["linux"]["seccomp"]["syscalls"] for name in rule["names"]}
+
+
+def test_default_seccomp_follows_caps_kernel_and_options() -> None:
+    """The built-in profile is filtered like a profile file: capabilities, kernel version, architecture."""
+    plain = _spec()
+    assert not {"mount", "unshare", "setns", "reboot", "kcmp"} & _syscall_names(plain)
+    assert {"read", "execve", "chroot", "ptrace"} <= _syscall_names(plain)
+    clone3 = {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}
+    assert clone3 in plain["linux"]["seccomp"]["syscalls"]
+    if os.uname().machine == "x86_64":
+        assert plain["linux"]["seccomp"]["architectures"] == ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86",
+                                                               "SCMP_ARCH_X32"]
+        assert {"arch_prctl", "modify_ldt"} <= _syscall_names(plain)
+    admin = _spec(cap_add=["SYS_ADMIN", "SYS_PTRACE"], cap_drop=["SYS_CHROOT"])
+    assert {"mount", "unshare", "setns", "clone3", "kcmp", "process_vm_readv"} <= _syscall_names(admin)
+    assert "chroot" not in _syscall_names(admin)
+    assert not any("errnoRet" in rule or "args" in rule and rule["names"] == ["clone"]
+                   for rule in admin["linux"]["seccomp"]["syscalls"])
+    host = HostInfo.detect()
+    old_kernel = build_spec({"Cmd": ["sh"]}, RunOptions(), rootfs="/r", container_id="f" * 64,
+                            host=dataclasses.replace(host, kernel=(4, 4)))
+    assert "ptrace" not in _syscall_names(old_kernel)  # allowed without CAP_SYS_PTRACE from 4.8 on
+    plain["linux"]["seccomp"]["syscalls"].clear()  # each spec has its own copy of the cached profile
+    assert _spec()["linux"]["seccomp"] == _spec(cap_add=["CHOWN"])["linux"]["seccomp"]
+    assert _spec()["linux"]["seccomp"]["syscalls"]
+
+
+def test_no_seccomp_when_unconfined_privileged_or_unsupported() -> None:
+    no_seccomp = dataclasses.replace(HostInfo.detect(), seccomp=False)
+    for spec in (_spec(security_opt=["seccomp=unconfined"]), _spec(security_opt=["seccomp:unconfined"]),
+                 _spec(privileged=True),
+                 build_spec({"Cmd": ["sh"]}, RunOptions(), rootfs="/r", container_id="f" * 64,
+                            host=no_seccomp)):
+        assert "seccomp" not in spec["linux"]
+    with pytest.raises(InvalidArgument, match="^seccomp is not enabled in your kernel, cannot run a custom"):
+        build_spec({"Cmd": ["sh"]}, RunOptions(security_opt=["seccomp=/p.json"]), rootfs="/r",
+                   container_id="f" * 64, host=no_seccomp)
 
 
 def test_privileged_gets_every_kernel_capability() -> None:

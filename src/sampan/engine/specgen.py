@@ -10,10 +10,14 @@ lookup, devices, tmpfs options) in one place. The module is pure data translatio
 ``lookup_user``/``lookup_groups``, which open them under ``openat2(RESOLVE_IN_ROOT)`` so a hostile image
 cannot point them at host files).
 
-The default seccomp profile is not applied yet: a container gets a seccomp filter only from
-``--security-opt seccomp=<file>``. The caller adds the container's ``/etc/hosts``, ``/etc/hostname`` and
-``/etc/resolv.conf`` (``hosts_files``) and resolves names Docker resolves itself: volumes to host paths, and
-``container:NAME`` namespace modes to ``container:/proc/<pid>/ns/<type>``.
+Without ``--security-opt seccomp=...`` (and without ``seccomp=unconfined`` or ``--privileged``) a
+container gets Docker 20.10's default seccomp profile, kept as package data (``seccomp_default.json``, read
+on first use) and filtered exactly as a profile file is: by the host's architecture, the container's
+bounding capabilities and the kernel version; a kernel without seccomp gets none, as with dockerd.
+
+The caller adds the container's ``/etc/hosts``, ``/etc/hostname`` and ``/etc/resolv.conf``
+(``hosts_files``) and resolves names Docker resolves itself: volumes to host paths, and ``container:NAME``
+namespace modes to ``container:/proc/<pid>/ns/<type>``.
 
 Where sampan deliberately differs from Docker 20.10 (each is what later Docker releases do):
 - ``--privileged`` and ``--cap-add ALL`` grant every capability the running kernel knows (20.10's list
@@ -34,6 +38,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from sampan.errors import InvalidArgument, NotFound, Unsupported
@@ -47,6 +52,7 @@ MIN_MEMORY = 6 * 1024 * 1024  # dockerd's linuxMinMemory
 CPU_PERIOD = 100_000  # microseconds: the CFS period --cpus uses
 INIT_PATH_IN_CONTAINER = "/sbin/docker-init"
 CGROUP_PARENT = "/sampan"
+DEFAULT_SECCOMP_PROFILE = "seccomp_default.json"  # package data: Docker 20.10's default profile
 
 DEFAULT_CAPABILITIES = (
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
@@ -184,6 +190,7 @@ class HostInfo:
     last_cap: int
     default_sysctls: tuple[str, ...]  # those of DEFAULT_SYSCTLS this kernel has
     dev_root: str = "/dev"
+    seccomp: bool = True  # the kernel has seccomp (CONFIG_SECCOMP): without it dockerd runs unconfined
 
     @classmethod
     def detect(cls, cgroup_root: str = "/sys/fs/cgroup") -> HostInfo:
@@ -205,8 +212,14 @@ class HostInfo:
             last_cap = max(CAPABILITIES.values())
         sysctls = tuple(name for name in DEFAULT_SYSCTLS
                         if os.path.exists("/proc/sys/" + name.replace(".", "/")))
+        try:
+            with open("/proc/self/status") as f:
+                seccomp = any(line.startswith("Seccomp:") for line in f)
+        except OSError:
+            seccomp = True
         return cls(ncpu=ncpu, cpuset_cpus=cpuset or f"0-{ncpu - 1}", swap_limit=swap, oom_kill_disable=oom,
-                   kernel=kernel, hostname=os.uname().nodename, last_cap=last_cap, default_sysctls=sysctls)
+                   kernel=kernel, hostname=os.uname().nodename, last_cap=last_cap, default_sysctls=sysctls,
+                   seccomp=seccomp)
 
 
 def _read_first_line(path: str) -> str | None:
@@ -636,19 +649,33 @@ def _kernel_at_least(host: HostInfo, version: Any) -> bool:
     return host.kernel >= (int(match.group(1)), int(match.group(2)))
 
 
-def _seccomp_profile(path: str, bounding: list[str], host: HostInfo) -> dict[str, Any] | None:
-    """Docker's seccomp.LoadProfile: a Docker profile (archMap, names, includes/excludes by arch, capability
-    and kernel version) turned into the OCI ``linux.seccomp`` for this host and capability set."""
+def _read_seccomp_file(path: str) -> bytes:
+    """A ``--security-opt seccomp=<file>`` profile, read as the docker CLI reads it."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except OSError as e:
         reason = (e.strerror or str(e)).lower()
         raise InvalidArgument(f"opening seccomp profile ({path}) failed: open {path}: {reason}") from None
+
+
+@cache
+def _default_seccomp_data() -> bytes:
+    """Docker 20.10's default profile (package data), read once and only when a spec needs it."""
+    from importlib.resources import files
+
+    return files(__package__ or __name__).joinpath(DEFAULT_SECCOMP_PROFILE).read_bytes()
+
+
+def _seccomp_profile(data: bytes, source: str, bounding: list[str], host: HostInfo) -> dict[str, Any] | None:
+    """Docker's seccomp.LoadProfile: a Docker profile (archMap, names, includes/excludes by arch, capability
+    and kernel version) turned into the OCI ``linux.seccomp`` for this host and capability set. ``data`` is
+    the profile's JSON (a file's or the built-in default's, parsed afresh so no result shares state),
+    ``source`` names it in errors."""
     try:
         profile = json.loads(data)
     except ValueError as e:
-        raise InvalidArgument(f"compacting json for seccomp profile ({path}) failed: {e}") from None
+        raise InvalidArgument(f"compacting json for seccomp profile ({source}) failed: {e}") from None
     if not isinstance(profile, dict) or not isinstance(profile.get("syscalls") or [], list):
         raise InvalidArgument("Decoding seccomp profile failed: the profile must be a JSON object with a "
                               "syscalls array")
@@ -1210,8 +1237,14 @@ def build_spec(image_config: dict[str, Any], options: RunOptions, *, rootfs: str
     linux["namespaces"] = namespaces
     if devices:
         linux["devices"] = devices
-    if seccomp_path not in (None, "unconfined") and not options.privileged:
-        seccomp = _seccomp_profile(seccomp_path, capabilities, host)
+    if seccomp_path != "unconfined" and not options.privileged:  # dockerd's WithSeccomp
+        seccomp = None
+        if host.seccomp:
+            data = _default_seccomp_data() if seccomp_path is None else _read_seccomp_file(seccomp_path)
+            seccomp = _seccomp_profile(data, seccomp_path or "default", capabilities, host)
+        elif seccomp_path is not None:  # dockerd runs unconfined then, but not with a profile it was given
+            raise InvalidArgument("seccomp is not enabled in your kernel, cannot run a custom seccomp "
+                                  "profile")
         if seccomp is not None:
             linux["seccomp"] = seccomp
     if not options.privileged:
