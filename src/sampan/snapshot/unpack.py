@@ -82,18 +82,22 @@ class UnpackResult:
     entries: int
 
 
-def unpack_layer(stream: BinaryIO, dest: str | os.PathLike[str], *, whiteouts: str = "overlay") -> UnpackResult:
+def unpack_layer(stream: BinaryIO, dest: str | os.PathLike[str], *, whiteouts: str = "overlay",
+                 no_overwrite_dir_nondir: bool = False) -> UnpackResult:
     """Unpack the uncompressed layer tar read from ``stream`` into the existing empty directory ``dest``.
 
     ``whiteouts`` picks what OCI whiteout entries become: ``"overlay"`` (default) converts them to overlayfs
     whiteouts and opaque xattrs, for a snapshot stacked as an overlay lowerdir; ``"apply"`` deletes what they
     name from ``dest``, for flattening layers into one rootfs; ``"keep"`` writes them as the plain files they
-    are. Raises CorruptContent for truncated or malformed tars, UnsafeContent for entries refused outright.
-    On error ``dest`` may hold a partial tree (the caller removes it); nothing outside it is touched.
+    are. ``no_overwrite_dir_nondir`` (Docker's ``NoOverwriteDirNonDir``, used by ``cp`` which extracts into a
+    populated tree) refuses, with Conflict, an entry that would replace an existing directory with a
+    non-directory or the reverse, instead of deleting what is there. Raises CorruptContent for truncated or
+    malformed tars, UnsafeContent for entries refused outright. On error ``dest`` may hold a partial tree (the
+    caller removes it); nothing outside it is touched.
     """
     if whiteouts not in WHITEOUT_MODES:
         raise ValueError(f"whiteouts must be one of {WHITEOUT_MODES}, not {whiteouts!r}")
-    with _Reader(stream) as reader, _Tree(os.fspath(dest), whiteouts) as tree:
+    with _Reader(stream) as reader, _Tree(os.fspath(dest), whiteouts, no_overwrite_dir_nondir) as tree:
         for entry in _entries(reader):
             tree.apply(entry, reader)
         tree.finish()
@@ -611,8 +615,9 @@ class _Tree:
     parked in ``_retired``), so code holding one never sees it closed or reused under it.
     """
 
-    def __init__(self, dest: str, whiteouts: str) -> None:
+    def __init__(self, dest: str, whiteouts: str, no_overwrite_dir_nondir: bool = False) -> None:
         self._whiteouts = whiteouts
+        self._no_overwrite_dir_nondir = no_overwrite_dir_nondir
         self._umask = _umask()
         self._root = os.open(dest, _O_DIR_READ)
         self._root_dir = (self._root, _inherit_gid(self._root))
@@ -680,7 +685,7 @@ class _Tree:
         try:
             fd = os.open(base, _O_NEW_FILE, entry.mode & 0o777, dir_fd=pfd)
         except FileExistsError:
-            self._remove(pfd, entry.path, base)
+            self._replace(pfd, entry.path, base)
             fd = os.open(base, _O_NEW_FILE, entry.mode & 0o777, dir_fd=pfd)
         try:
             if entry.sparse is None:
@@ -703,7 +708,7 @@ class _Tree:
         try:
             os.mkdir(base, entry.mode & 0o777, dir_fd=pfd)
         except FileExistsError:
-            existed = self._remove(pfd, entry.path, base, keep_dir=True)
+            existed = self._replace(pfd, entry.path, base, keep_dir=True)
             if not existed:
                 os.mkdir(base, entry.mode & 0o777, dir_fd=pfd)
         fd = os.open(base, _O_DIR_READ | os.O_NOFOLLOW, dir_fd=pfd)
@@ -731,7 +736,7 @@ class _Tree:
         try:
             os.symlink(entry.linkname, base, dir_fd=pfd)
         except FileExistsError:
-            self._remove(pfd, entry.path, base)
+            self._replace(pfd, entry.path, base)
             os.symlink(entry.linkname, base, dir_fd=pfd)
         if self._needs_chown(entry, inherit):
             os.chown(base, entry.uid, entry.gid, dir_fd=pfd, follow_symlinks=False)
@@ -750,7 +755,7 @@ class _Tree:
         except FileExistsError:
             if _same_inode(tfd, tbase, pfd, base):
                 return
-            self._remove(pfd, entry.path, base)
+            self._replace(pfd, entry.path, base)
             os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
 
     def _node(self, entry: _Entry, pfd: int, base: bytes, inherit: int) -> None:
@@ -759,7 +764,7 @@ class _Tree:
         try:
             os.mknod(base, kind, entry.rdev, dir_fd=pfd)
         except FileExistsError:
-            self._remove(pfd, entry.path, base)
+            self._replace(pfd, entry.path, base)
             os.mknod(base, kind, entry.rdev, dir_fd=pfd)
         if self._needs_chown(entry, inherit):
             os.chown(base, entry.uid, entry.gid, dir_fd=pfd, follow_symlinks=False)
@@ -929,6 +934,22 @@ class _Tree:
         for fd in self._retired:
             os.close(fd)
         self._retired.clear()
+
+    def _replace(self, pfd: int, path: bytes, base: bytes, keep_dir: bool = False) -> bool:
+        """Make way for entry ``path`` (a directory when ``keep_dir``): ``_remove``, unless that is refused.
+
+        With ``no_overwrite_dir_nondir`` a directory never gives way to a non-directory nor the reverse (a
+        symlink, even to a directory, is a non-directory), so extracting into a populated tree cannot delete a
+        directory because an archive named a file the same.
+        """
+        if self._no_overwrite_dir_nondir:
+            is_dir = stat.S_ISDIR(os.stat(base, dir_fd=pfd, follow_symlinks=False).st_mode)
+            if is_dir != keep_dir:
+                name = os.fsdecode(path)
+                if is_dir:
+                    raise errors.Conflict(f"cannot overwrite directory {name!r} with non-directory")
+                raise errors.Conflict(f"cannot overwrite non-directory {name!r} with directory")
+        return self._remove(pfd, path, base, keep_dir)
 
     def _remove(self, pfd: int, path: bytes, base: bytes, keep_dir: bool = False) -> bool:
         """Remove the existing ``base`` in ``pfd`` (recursively, fd-relative); True if a kept directory.
