@@ -56,7 +56,10 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(prog: str, cmd: Command) -> Parser:
-    parser = Parser(prog=prog, description=cmd.summary, allow_abbrev=False)
+    takes_h = any("-h" in item.flags for item in cmd.args)  # run/create: -h is --hostname, as in Docker
+    parser = Parser(prog=prog, description=cmd.summary, allow_abbrev=False, add_help=not takes_h)
+    if takes_h:
+        parser.add_argument("--help", action="help", help="show this help message and exit")
     for item in cmd.args:
         parser.add_argument(*item.flags, **item.options)
     return parser

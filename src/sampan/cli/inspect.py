@@ -38,8 +38,26 @@ def print_inspected(names: list[str], get: Callable[[str], dict[str, Any]], fmt:
 @command("Return low-level information on sampan objects",
          arg("names", nargs="+", metavar="NAME|ID"),
          arg("-f", "--format", default="", help="Format output using a Go template"),
-         arg("--type", choices=["image"], help="Only inspect objects of the given type"))
+         arg("-s", "--size", action="store_true", help="Display total file sizes if the type is container"),
+         arg("--type", choices=["container", "image", "volume"], help="Only inspect objects of the given type"))
 def inspect(engine: Engine, a: Namespace) -> int:
-    from sampan.engine import images
+    from sampan.engine import images, volumes
+    from sampan.engine.containers import query
+    from sampan.errors import NotFound
 
-    return print_inspected(a.names, lambda name: images.inspect(engine, name), a.format)
+    getters: list[tuple[str, Callable[[str], dict[str, Any]]]] = [
+        ("container", lambda name: query.inspect(engine, name, size=a.size)),
+        ("image", lambda name: images.inspect(engine, name)),
+        ("volume", lambda name: volumes.inspect(engine, name)),
+    ]
+    wanted = [(kind, get) for kind, get in getters if a.type in (None, kind)]
+
+    def get(name: str) -> dict[str, Any]:
+        for _, getter in wanted:
+            try:
+                return getter(name)
+            except NotFound:
+                continue
+        raise NotFound(f"No such object: {name}" if a.type is None else f"No such {a.type}: {name}")
+
+    return print_inspected(a.names, get, a.format)

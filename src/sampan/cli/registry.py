@@ -37,13 +37,40 @@ VOLUME: dict[str, Entry] = {
 }
 VOLUME_ALIASES = {"list": "ls", "remove": "rm"}
 
+CONTAINER: dict[str, Entry] = {
+    "attach": ("containers:attach", "Attach local standard input, output, and error streams to a running container"),
+    "create": ("containers:create", "Create a new container"),
+    "exec": ("containers:exec_", "Execute a command in a running container"),
+    "inspect": ("containers:inspect", "Display detailed information on one or more containers"),
+    "kill": ("containers:kill", "Kill one or more running containers"),
+    "logs": ("containers:logs", "Fetch the logs of a container"),
+    "ls": ("containers:ps", "List containers"),
+    "pause": ("containers:pause", "Pause all processes within one or more containers"),
+    "port": ("containers:port", "List port mappings or a specific mapping for the container"),
+    "prune": ("containers:prune", "Remove all stopped containers"),
+    "rename": ("containers:rename", "Rename a container"),
+    "restart": ("containers:restart", "Restart one or more containers"),
+    "rm": ("containers:rm", "Remove one or more containers"),
+    "run": ("containers:run", "Create and run a new container from an image"),
+    "start": ("containers:start", "Start one or more stopped containers"),
+    "stop": ("containers:stop", "Stop one or more running containers"),
+    "top": ("containers:top", "Display the running processes of a container"),
+    "unpause": ("containers:unpause", "Unpause all processes within one or more containers"),
+    "update": ("containers:update", "Update configuration of one or more containers"),
+    "wait": ("containers:wait", "Block until one or more containers stop, then print their exit codes"),
+}
+CONTAINER_ALIASES = {"list": "ls", "ps": "ls", "remove": "rm"}
+
 GROUPS: dict[str, tuple[dict[str, Entry], dict[str, str], str]] = {
+    "container": (CONTAINER, CONTAINER_ALIASES, "Manage containers"),
     "image": (IMAGE, IMAGE_ALIASES, "Manage images"),
     "system": (SYSTEM, {}, "Manage sampan"),
     "volume": (VOLUME, VOLUME_ALIASES, "Manage volumes"),  # no top-level shortcuts, as Docker
 }
 
 TOP: dict[str, Entry] = {
+    **{name: CONTAINER[name] for name in CONTAINER if name not in ("inspect", "ls", "prune")},
+    "ps": CONTAINER["ls"],
     "history": IMAGE["history"],
     "images": IMAGE["ls"],
     "import": IMAGE["import"],

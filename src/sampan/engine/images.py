@@ -19,6 +19,7 @@ from sampan.errors import Conflict, InvalidArgument, InvalidReference, NotFound
 from sampan.image import digest as _digest
 from sampan.image import reference as refs
 from sampan.image.config import ImageConfig, format_time, parse_time
+from sampan.store import containers as container_records
 from sampan.store import gc
 from sampan.store import images as records
 from sampan.units import parse_timestamp
@@ -215,19 +216,41 @@ def remove(engine: Engine, name: str, *, force: bool = False) -> RemoveReport:
     report = RemoveReport()
     with engine.db.transaction() as tx:
         image_id, ref = _lookup(tx, name)
+        users = container_records.image_users(tx, image_id)
         if ref is not None:
+            last = len(records.tags_of(tx, image_id)) + len(records.digests_of(tx, image_id)) <= 1
+            if users and last and not force:
+                raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - '
+                               f"container {users[0][:12]} is using its referenced image "
+                               f"{_digest.short_id(image_id)}")
             _untag(tx, ref, report)
-            if records.tags_of(tx, image_id) or records.children_of(tx, image_id):
+            if records.tags_of(tx, image_id) or records.children_of(tx, image_id) or users:
                 return report
             for repo, digest in records.digests_of(tx, image_id):
                 records.remove_repo_digest(tx, repo, digest)
                 report.actions.append(("Untagged", refs.Reference(*_split_repo(repo), digest=digest).familiar()))
         else:
             _check_deletable(tx, image_id, force)
+            if users:
+                _check_users(tx, image_id, users, force)
+                _untag_all(tx, image_id, report)
+                return report  # forced: untagged, kept for its containers (dangling, as Docker)
             _untag_all(tx, image_id, report)
         _delete(tx, engine, image_id, report)
     gc.empty_trash(engine.layout)
     return report
+
+
+def _check_users(tx: sqlite3.Connection, image_id: str, users: list[str], force: bool) -> None:
+    short = _digest.short_id(image_id)
+    for container_id in users:
+        record = container_records.get(tx, container_id)
+        if record is not None and record.status in ("running", "paused", "restarting"):
+            raise Conflict(f"conflict: unable to delete {short} (cannot be forced) - image is being used by "
+                           f"running container {container_id[:12]}")
+    if not force:
+        raise Conflict(f"conflict: unable to delete {short} (must be forced) - image is being used by stopped "
+                       f"container {users[0][:12]}")
 
 
 def _check_deletable(tx: sqlite3.Connection, image_id: str, force: bool) -> None:
@@ -272,6 +295,8 @@ def prune(engine: Engine, *, all: bool = False, filters: dict[str, list[str]] | 
         tagged = {row["image_id"] for row in records.all_tags(tx)}
         for row in records.all_images(tx):
             if (row["id"] in tagged and not all) or records.children_of(tx, row["id"]):
+                continue
+            if container_records.image_users(tx, row["id"]):
                 continue
             if not _prune_filter_matches(json.loads(row["labels"]), row["created"], filters):
                 continue

@@ -279,7 +279,7 @@ def _size(value: int | str | None, flag: str, *, allow_unlimited: bool = False) 
         raise _flag_error(value, flag, str(e)) from None
 
 
-def _nano_cpus(value: float | str | None) -> int:
+def nano_cpus(value: float | str | None) -> int:
     """The docker CLI's NanoCPUs flag: a rational number of CPUs, in billionths, which must be exact."""
     from fractions import Fraction
 
@@ -778,7 +778,7 @@ def _resources(options: RunOptions, host: HostInfo) -> dict[str, Any]:
         raise InvalidArgument("Minimum memory reservation allowed is 6MB")
     if memory > 0 and reservation > 0 and memory < reservation:
         raise InvalidArgument("Minimum memory limit can not be less than memory reservation limit, see usage")
-    nano = _nano_cpus(options.cpus)
+    nano = nano_cpus(options.cpus)
     if nano < 0 or nano > host.ncpu * 10**9:
         raise InvalidArgument(f"Range of CPUs is from 0.01 to {host.ncpu}.00, as there are only {host.ncpu} "
                               "CPUs available")

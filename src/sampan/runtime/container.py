@@ -268,28 +268,30 @@ class Runtime:
             ours.close()
             console.proxy(master, lambda: process_state(state.pid) in (None, "Z"))
             os.close(master)
-        code = _wait_forwarding_signals(state.pid)
+        code = wait_forwarding_signals(state.pid)
         self.delete(container_id, force=True)
         return code
 
     def exec(self, container_id: str, process: dict[str, Any], *, detach: bool = False,
-             pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0) -> int:
+             pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
+             console_fd: int = -1) -> int:
         state = self.states.load(container_id)
         status = state.status(self.states.dir(container_id))
         if status not in ("running", "created"):
             raise Conflict(f"cannot exec in a {status} container")
-        if process.get("terminal") and not console_socket:
+        if process.get("terminal") and not console_socket and console_fd < 0:
             raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
         if not detach:
             sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
         config = dict(state.config, process=process)
         plan = init.InitPlan(spec=config, rootfs=state.rootfs, bundle=state.bundle, process=process,
                              namespaces=[], caps=CapabilityPlan(process.get("capabilities")),
-                             console_fd=_connect_console(console_socket), seccomp=_compile_seccomp(config),
+                             console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
+                             seccomp=_compile_seccomp(config),
                              join_pid=state.pid, preserve_fds=preserve_fds)
         pid = self._spawn(plan, open_cgroup(state.cgroup_path), state)
         _write_pid_file(pid_file, pid)
-        return 0 if detach else _wait_forwarding_signals(pid)
+        return 0 if detach else wait_forwarding_signals(pid)
 
     # ------------------------------------------------------------------------------------------ queries
 
@@ -401,7 +403,7 @@ def _wait_empty(cgroup: Any, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def _wait_forwarding_signals(pid: int) -> int:
+def wait_forwarding_signals(pid: int) -> int:
     """Wait for ``pid`` (our child by subreaping), passing on the signals a foreground runc forwards."""
     def forward(signum: int, _: Any) -> None:
         try:

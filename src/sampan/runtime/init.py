@@ -391,6 +391,8 @@ def _look_path(name: str, path: str) -> str:
             continue
         if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
             return candidate
+        if "/" in name:  # Go's findExecutable: there, but not something we may run
+            raise OSError(errno.EACCES, f'exec: "{name}": permission denied')
     where = "" if "/" in name else " in $PATH"
     raise OSError(errno.ENOENT, f'exec: "{name}": executable file not found{where}')
 

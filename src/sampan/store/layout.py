@@ -60,13 +60,30 @@ class Layout:
         return self.root / "volumes"
 
     @property
+    def containers(self) -> Path:
+        """Per container: the OCI bundle (``config.json``), the writable layer (``diff``, ``work``), the rootfs
+        mountpoint (``merged``), /etc/hosts, /etc/hostname, /etc/resolv.conf and the json-file log."""
+        return self.root / "containers"
+
+    @property
+    def container_runs(self) -> Path:
+        """Per running container: the monitor's attach socket and exit file (gone after a reboot)."""
+        return self.runroot / "containers"
+
+    @property
+    def runtime(self) -> Path:
+        """The in-process runtime's state root (sampan-runc's ``--root``)."""
+        return self.runroot / "runtime"
+
+    @property
     def locks(self) -> Path:
         return self.runroot / "locks"
 
     def ensure(self) -> None:
         """Create the tree (idempotent). Private to root: image content may hold setuid files."""
         self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
-        for path in (self.blobs, self.ingest, self.snapshots, self.tmp, self.trash):
+        for path in (self.blobs, self.ingest, self.snapshots, self.tmp, self.trash, self.containers):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.volumes.mkdir(mode=0o701, exist_ok=True)  # as Docker: traversable, not listable
-        self.locks.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for path in (self.locks, self.container_runs, self.runtime):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)

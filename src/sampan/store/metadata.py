@@ -90,6 +90,38 @@ MIGRATIONS: tuple[str, ...] = (
         created   REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE containers (
+        id            TEXT PRIMARY KEY,     -- 64 hex, as Docker
+        name          TEXT NOT NULL UNIQUE, -- without Docker's leading "/"
+        image_id      TEXT NOT NULL,        -- keeps the image (and its snapshots) from being removed
+        image         TEXT NOT NULL,        -- the reference as the user gave it
+        created       REAL NOT NULL,
+        config        TEXT NOT NULL,        -- Docker's Config object (JSON)
+        host_config   TEXT NOT NULL,        -- Docker's HostConfig object (JSON)
+        mounts        TEXT NOT NULL DEFAULT '[]', -- Docker's Mounts list (JSON)
+        status        TEXT NOT NULL,        -- created, running, paused, restarting, removing, exited, dead
+        pid           INTEGER NOT NULL DEFAULT 0,
+        pid_start     TEXT NOT NULL DEFAULT '',   -- /proc/<pid>/stat start time: a reused pid is not ours
+        monitor_pid   INTEGER NOT NULL DEFAULT 0,
+        monitor_start TEXT NOT NULL DEFAULT '',
+        exit_code     INTEGER NOT NULL DEFAULT 0,
+        error         TEXT NOT NULL DEFAULT '',
+        oom_killed    INTEGER NOT NULL DEFAULT 0,
+        started_at    REAL NOT NULL DEFAULT 0,
+        finished_at   REAL NOT NULL DEFAULT 0,
+        restart_count INTEGER NOT NULL DEFAULT 0,
+        stopped_by_user INTEGER NOT NULL DEFAULT 0, -- stop/kill: no restart by the policy (but unless-stopped)
+        health        TEXT NOT NULL DEFAULT ''    -- Docker's State.Health (JSON) when there is a health check
+    );
+    CREATE INDEX containers_image ON containers(image_id);
+    CREATE TABLE container_volumes (
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        volume       TEXT NOT NULL,
+        PRIMARY KEY (container_id, volume)
+    );
+    CREATE INDEX container_volumes_volume ON container_volumes(volume);
+    """,
 )
 
 

@@ -48,14 +48,9 @@ def delete(tx: sqlite3.Connection, name: str) -> None:
 
 def volume_users(conn: sqlite3.Connection, name: str) -> list[str]:
     """IDs of the containers that use volume ``name``: what makes a volume "in use" (not dangling, not prunable,
-    not removable without conflict).
-
-    There are no containers yet, so this is always empty. When containers land, this becomes one query over their
-    mounts, e.g. ``SELECT container_id FROM container_mounts WHERE volume = ?`` (a ``container_mounts`` row per
-    named-volume mount), and every caller (ls --filter dangling, rm, prune, system df) picks it up unchanged.
-    """
-    del conn, name
-    return []
+    not removable without conflict)."""
+    return [row[0] for row in conn.execute(
+        "SELECT container_id FROM container_volumes WHERE volume = ? ORDER BY container_id", (name,))]
 
 
 def count(conn: sqlite3.Connection) -> int:

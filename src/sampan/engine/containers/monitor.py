@@ -1,0 +1,464 @@
+"""A container's monitor: the small process that starts it, owns its stdio and log, records its exit, applies its
+restart policy and removes it when it was run with ``--rm`` (DESIGN.md, "Process model").
+
+``spawn`` double-forks the monitor from the calling process (a CLI or the API service), so the monitor is
+nobody's child and outlives its caller; it becomes a child subreaper, so the container's init, whichever runtime
+forked it, is its child. The caller learns over a pipe whether the container started (and its pid) or why not;
+a client socket handed over at fork time is attached before the container runs, so a foreground ``run`` loses
+no output. Everything after the start — stdio, log, attach, reaping — is ``sampan.monitor.pump``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+from sampan._linux import process as sys_
+from sampan._linux.proc import process_start_time
+from sampan.engine.containers import model, rootfs, runtimes
+from sampan.engine.containers.model import Places
+from sampan.engine.context import Engine
+from sampan.errors import SampanError
+from sampan.monitor import protocol
+from sampan.store import containers as records
+from sampan.store.containers import ContainerRecord
+
+_INIT_BINARIES = ("docker-init", "tini-static")
+_RESTART_BACKOFF_MAX_S = 60.0
+
+
+class StartError(SampanError):
+    """The container could not be started; ``exit_code`` follows Docker's ``run``: 127 for a missing program,
+    126 for one that cannot be invoked, 125 for anything else."""
+
+    exit_code = 125
+
+    def __init__(self, message: str, exit_code: int = 125) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def start_error(message: str) -> StartError:
+    lowered = message.lower()
+    if "executable file not found" in lowered or "no such file or directory" in lowered:
+        return StartError(message, 127)
+    if "permission denied" in lowered or "is a directory" in lowered or "exec format error" in lowered:
+        return StartError(message, 126)
+    return StartError(message, 125)
+
+
+def find_init() -> str | None:
+    """The host binary ``--init`` bind-mounts as /sbin/docker-init: Docker's own (tini), statically linked so it
+    runs in any image."""
+    import shutil
+
+    for name in _INIT_BINARIES:
+        path = shutil.which(name)
+        if path and _static(path):
+            return path
+    return None
+
+
+def _static(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    return b"PT_INTERP" not in head and b"/lib64/ld-linux" not in head and b"/lib/ld-" not in head
+
+
+# ---------------------------------------------------------------------------------------------- the caller's side
+
+
+def spawn(engine: Engine, record: ContainerRecord, attach: dict[str, bool] | None = None
+          ) -> tuple[int, socket.socket | None]:
+    """Start ``record`` under a new monitor; returns the container's pid and, with ``attach``, the client
+    socket (already attached with those streams). Raises ``StartError`` when the container could not start."""
+    status_r, status_w = os.pipe2(os.O_CLOEXEC)
+    ours = theirs = None
+    if attach is not None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    engine.db.close()  # reopened on next use; a connection must not be shared with a forked child
+    first = os.fork()
+    if first == 0:  # pragma: no cover - runs in the forked processes
+        code = 1
+        try:
+            os.close(status_r)
+            if ours is not None:
+                ours.close()
+            os.setsid()
+            if os.fork() == 0:
+                _become_monitor(engine, record.id, status_w, theirs, attach)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(status_w)
+    if theirs is not None:
+        theirs.close()
+    os.waitpid(first, 0)
+    with os.fdopen(status_r, "rb") as f:
+        reply = f.read()
+    try:
+        message = json.loads(reply or b"{}")
+    except ValueError:
+        message = {}
+    if "pid" not in message:
+        if ours is not None:
+            ours.close()
+        error = message.get("error") or "the container's monitor exited before the container started"
+        raise StartError(error, int(message.get("code", 125)))
+    return int(message["pid"]), ours
+
+
+# ---------------------------------------------------------------------------------------------- the monitor
+
+def forget_inherited(engine: Engine, keep: set[int]) -> None:
+    """In a forked child: close every inherited fd but ``keep``, such as the caller's file locks, which would
+    otherwise stay held (flock belongs to the open file, which fork shares). The caller closed its database
+    connection before forking: SQLite connections must never cross a fork."""
+    assert engine.db._conn is None
+    low = 3
+    for fd in sorted(fd for fd in keep if fd >= 3):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, 1 << 16)
+
+
+def _become_monitor(engine: Engine, container_id: str, status_w: int, client: socket.socket | None,
+                    attach: dict[str, bool] | None) -> None:  # pragma: no cover - the forked monitor
+    """The monitor's life; never returns."""
+    code = 0
+    try:
+        forget_inherited(engine, {status_w, client.fileno() if client is not None else -1})
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
+        os.chdir("/")
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # the monitor ends when its container does
+        Monitor(engine, container_id).serve(status_w, client, attach)
+    except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+        code = 1
+        _log_failure(engine, container_id)
+    finally:
+        os._exit(code)
+
+
+def _log_failure(engine: Engine, container_id: str) -> None:  # pragma: no cover - the forked monitor
+    """The traceback of a monitor that failed, in ``monitor.log`` of the bundle, for ``system check`` and bug
+    reports (the monitor has no terminal to print on)."""
+    import traceback
+
+    try:
+        with open(model.places(engine, container_id).bundle / "monitor.log", "a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} monitor {os.getpid()} failed:\n")
+            traceback.print_exc(file=f)
+    except OSError:
+        pass
+
+
+class Monitor:
+    def __init__(self, engine: Engine, container_id: str) -> None:
+        self.engine = engine
+        self.id = container_id
+        self.where = model.places(engine, container_id)
+        self.clients: list[Any] = []
+
+    def serve(self, status_w: int, client: socket.socket | None, attach: dict[str, bool] | None) -> None:
+        from sampan.monitor.pump import Client
+
+        if client is not None:
+            self.clients.append(Client(client, dict(attach or {})))
+        self.where.run.mkdir(mode=0o700, exist_ok=True)
+        listener = self._listen()
+        try:
+            pid, io = self._start_once()
+        except Exception as e:  # noqa: BLE001 - every failure is reported to the caller as a start error
+            error = e if isinstance(e, StartError) else start_error(
+                str(e) if isinstance(e, SampanError) else f"{type(e).__name__}: {e}")
+            self._record_failed_start(error)
+            os.write(status_w, json.dumps({"error": str(error), "code": error.exit_code}).encode())
+            os.close(status_w)
+            self._cleanup_run_dir(listener)
+            self._finish_removal_if_auto()
+            return
+        os.write(status_w, json.dumps({"pid": pid}).encode())
+        os.close(status_w)
+        restarts_in_a_row = 0
+        while True:
+            began = time.monotonic()
+            status = self._pump(pid, io, listener)
+            restart = self._on_exit(status)
+            if not restart:
+                break
+            restarts_in_a_row = 0 if time.monotonic() - began > 10 else restarts_in_a_row + 1
+            time.sleep(min(_RESTART_BACKOFF_MAX_S, 0.1 * (2 ** restarts_in_a_row)))
+            if not self._still_wants_restart():
+                break
+            try:
+                pid, io = self._start_once(restarting=True)
+            except Exception as e:  # noqa: BLE001 - recorded, and the monitor ends
+                self._record_failed_start(start_error(str(e)))
+                break
+        self._cleanup_run_dir(listener)
+        record = records.get(self.engine.db.conn, self.id)
+        text = str(record.exit_code) if record is not None else "0"
+        self._finish_removal_if_auto()
+        for client_ in self.clients:  # last: a foreground `run --rm` returns once the container is gone
+            client_.send(protocol.EXIT, text.encode())
+            client_.sock.close()
+
+    # ------------------------------------------------------------------------------------------ start
+
+    def _listen(self) -> socket.socket:
+        path = str(self.where.attach_socket)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        listener.bind(path)
+        os.chmod(path, 0o600)
+        listener.listen(16)
+        return listener
+
+    def _record(self) -> ContainerRecord:
+        record = records.get(self.engine.db.conn, self.id)
+        if record is None:
+            raise SampanError(f"container {self.id} was removed")
+        return record
+
+    def _driver(self, record: ContainerRecord) -> runtimes.Driver:
+        return runtimes.driver(record.host_config.get("Runtime", ""), str(self.engine.layout.runtime))
+
+    def _start_once(self, restarting: bool = False) -> tuple[int, dict[str, Any]]:
+        """Mount, write the spec, create and start through the runtime; record "running"."""
+        from sampan.engine.containers.create import OPTIONS_FILE, load_run_options
+        from sampan.engine.images import load_config
+        from sampan.engine.specgen import build_spec, lookup_groups, lookup_user
+
+        record = self._record()
+        driver = self._driver(record)
+        driver.delete(self.id)  # a leftover of a killed monitor (same id) would block the create
+        root = rootfs.mount(self.engine, record, self.where)
+        try:
+            options = load_run_options(str(self.where.bundle / OPTIONS_FILE))
+            _populate_volumes(self.engine, record, root)
+            image_config = load_config(self.engine, record.image_id).container
+            init_path = find_init() if options.init else None
+            spec = build_spec(image_config, options, rootfs=root, container_id=self.id,
+                              hosts_files={"/etc/hosts": str(self.where.hosts),
+                                           "/etc/hostname": str(self.where.hostname),
+                                           "/etc/resolv.conf": str(self.where.resolv_conf)},
+                              passwd_lookup=lambda user: lookup_user(root, user),
+                              group_lookup=lambda names: lookup_groups(root, names), init_path=init_path)
+            tmp = self.where.config.with_suffix(".tmp")
+            tmp.write_text(json.dumps(spec))
+            os.rename(tmp, self.where.config)
+            pid, io = self._create(driver, record, spec)
+            driver.start(self.id)
+        except BaseException:
+            driver.delete(self.id)
+            rootfs.unmount(self.where)
+            raise
+        with self.engine.db.transaction() as tx:
+            fresh = records.get(tx, self.id)
+            count = (fresh.restart_count + 1) if (fresh is not None and restarting) else \
+                (fresh.restart_count if fresh is not None else 0)
+            health = None
+            if (record.config.get("Healthcheck") or {}).get("Test", ["NONE"])[0] != "NONE":
+                health = {"Status": "starting", "FailingStreak": 0, "Log": []}
+            records.update_state(tx, self.id, status="running", pid=pid, pid_start=process_start_time(pid) or "",
+                                 monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()) or "",
+                                 exit_code=0, error="", oom_killed=0, started_at=time.time(),
+                                 restart_count=count, health=health)
+        return pid, io
+
+    def _create(self, driver: runtimes.Driver, record: ContainerRecord, spec: dict[str, Any]
+                ) -> tuple[int, dict[str, Any]]:
+        """Create the container with its stdio: pipes, or a pty whose master comes back over a socket."""
+        tty = bool((spec.get("process") or {}).get("terminal"))
+        open_stdin = bool(record.config.get("OpenStdin"))
+        io: dict[str, Any] = {"stdin": -1, "outputs": {}, "master": -1}
+        if tty:
+            from sampan.runtime.console import recv_fd
+
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            with ours:
+                pid = driver.create(self.id, str(self.where.bundle), theirs)
+                theirs.close()
+                master = recv_fd(ours)
+            io.update(stdin=master if open_stdin else -1, outputs={master: "stdout"}, master=master)
+            return pid, io
+        child_ends = []
+        stdin_r = os.open(os.devnull, os.O_RDONLY)
+        if open_stdin:
+            os.close(stdin_r)
+            stdin_r, io["stdin"] = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        child_ends = [stdin_r, out_w, err_w]
+        saved = [os.dup(fd) for fd in (0, 1, 2)]
+        try:
+            for fd, target in zip(child_ends, (0, 1, 2)):
+                os.dup2(fd, target)
+            pid = driver.create(self.id, str(self.where.bundle), None)
+        finally:
+            for fd, target in zip(saved, (0, 1, 2)):
+                os.dup2(fd, target)
+                os.close(fd)
+            for fd in child_ends:
+                os.close(fd)
+        for fd in (out_r, err_r, io["stdin"]):
+            if fd >= 0:
+                os.set_inheritable(fd, False)
+        io["outputs"] = {out_r: "stdout", err_r: "stderr"}
+        return pid, io
+
+    # ------------------------------------------------------------------------------------------ running
+
+    def _pump(self, pid: int, io: dict[str, Any], listener: socket.socket) -> int:
+        from sampan.engine.containers import health
+        from sampan.monitor.pump import Pump
+
+        record = self._record()
+        log = _open_log(record, self.where)
+        checker = health.Scheduler(self.engine, record) if health.enabled(record) else None
+        pump = Pump(pid=pid, outputs=io["outputs"], stdin_fd=io["stdin"], tty_master=io["master"], log=log,
+                    listener=listener, clients=self.clients, stdin_once=bool(record.config.get("StdinOnce")),
+                    on_reaped=checker.reaped if checker else None, tick=checker.tick if checker else None)
+        try:
+            return pump.run()
+        finally:
+            self.clients = pump.clients
+            if checker is not None:
+                checker.stop()
+            if log is not None:
+                log.close()
+            for fd in {*io["outputs"], io["stdin"], io["master"]} - {-1}:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------------------------------------ exit
+
+    def _on_exit(self, status: int) -> bool:
+        """Record the exit, release the runtime's and the root's resources; True when the policy restarts."""
+        record = self._record()
+        driver = self._driver(record)
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+        oom = driver.oom_killed(self.id)
+        driver.delete(self.id)
+        rootfs.unmount(self.where)
+        with self.engine.db.transaction() as tx:
+            fresh = records.get(tx, self.id)
+            if fresh is None:
+                return False
+            restart = _wants_restart(fresh, code)
+            records.update_state(tx, self.id, status="restarting" if restart else "exited", exit_code=code,
+                                 oom_killed=int(oom), finished_at=time.time(), pid=0, pid_start="",
+                                 health=None if not restart else fresh.health)
+        return restart
+
+    def _still_wants_restart(self) -> bool:
+        record = records.get(self.engine.db.conn, self.id)
+        return record is not None and record.status == "restarting" and not record.stopped_by_user
+
+    def _record_failed_start(self, error: StartError) -> None:
+        """As Docker: the error and exit status are recorded; a container that never ran stays "created"."""
+        with self.engine.db.transaction() as tx:
+            record = records.get(tx, self.id)
+            if record is not None:
+                records.update_state(tx, self.id, status="exited" if record.started_at else "created",
+                                     exit_code=error.exit_code, error=str(error), pid=0, pid_start="",
+                                     monitor_pid=0, monitor_start="", finished_at=time.time())
+
+    def _cleanup_run_dir(self, listener: socket.socket) -> None:
+        listener.close()
+        for path in (self.where.attach_socket,):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+        try:
+            os.rmdir(self.where.run)
+        except OSError:
+            pass
+        with self.engine.db.transaction() as tx:
+            record = records.get(tx, self.id)
+            if record is not None and record.monitor_pid == os.getpid():
+                records.update_state(tx, self.id, monitor_pid=0, monitor_start="")
+
+    def _finish_removal_if_auto(self) -> None:
+        record = records.get(self.engine.db.conn, self.id)
+        if record is not None and record.host_config.get("AutoRemove"):
+            from sampan.engine.containers.remove import remove
+
+            try:
+                remove(self.engine, self.id, force=True, volumes=True)
+            except SampanError:
+                pass
+
+
+def _wants_restart(record: ContainerRecord, code: int) -> bool:
+    policy = record.host_config.get("RestartPolicy") or {}
+    name, limit = policy.get("Name") or "no", int(policy.get("MaximumRetryCount") or 0)
+    if record.stopped_by_user or record.host_config.get("AutoRemove"):
+        return False
+    if name in ("always", "unless-stopped"):
+        return True
+    if name == "on-failure" and code != 0:
+        return limit == 0 or record.restart_count < limit
+    return False
+
+
+def _open_log(record: ContainerRecord, where: Places) -> Any:
+    from sampan.monitor.logs import JsonFileLog
+    from sampan.units import parse_size
+
+    config = record.host_config.get("LogConfig") or {}
+    if config.get("Type", "json-file") != "json-file":
+        return None
+    opts = config.get("Config") or {}
+    max_size = parse_size(opts["max-size"]) if opts.get("max-size") else None
+    return JsonFileLog.open(str(where.log(record.id)), max_size=max_size, max_file=int(opts.get("max-file") or 1),
+                            compress=opts.get("compress") in ("true", "1"))
+
+
+def _populate_volumes(engine: Engine, record: ContainerRecord, root: str) -> None:
+    """Docker copies the image's content at a volume's mount point into the volume when the volume is empty and
+    the mount does not say nocopy. The image path is opened inside the root (RESOLVE_IN_ROOT): a hostile image's
+    symlink cannot make us copy host files."""
+    import subprocess
+
+    from sampan._linux.syscalls import RESOLVE_IN_ROOT, openat2
+
+    for mount in record.mounts:
+        if mount["Type"] != "volume" or mount.get("Mode") == "nocopy":
+            continue
+        data = mount["Source"]
+        if not os.path.isdir(data) or os.listdir(data):
+            continue
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            src = openat2(root_fd, mount["Destination"].lstrip("/"), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                          RESOLVE_IN_ROOT)
+        except OSError:
+            continue
+        finally:
+            os.close(root_fd)
+        try:
+            subprocess.run(["cp", "-a", "--no-dereference", f"/proc/self/fd/{src}/.", data], check=False,
+                           pass_fds=(src,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        finally:
+            os.close(src)
