@@ -54,12 +54,33 @@ class Sampan:
         return Engine(str(self.root), str(self.runroot))
 
 
+def remove_containers(runner: Sampan) -> None:
+    """Remove every container of the runner's root (monitors, processes, cgroups, mounts), then check that
+    nothing of them is left: what a test's containers leave behind fails the test that made them."""
+    bundles = runner.root / "containers"
+    if not (runner.root / "sampan.db").exists() or not bundles.is_dir() or not any(bundles.iterdir()):
+        return
+    ids = runner("ps", "-aq", "--no-trunc", check=False).stdout.split()
+    if ids:
+        runner("rm", "-f", "-v", *ids, check=False)
+    leftovers = runner("system", "check", check=False).stdout
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
+              if line.split()[4].startswith((str(runner.root), str(runner.runroot)))]
+    for mount in sorted(mounts, reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False)
+    assert not mounts, f"mounts left under the test's root: {mounts}"
+    assert "container" not in leftovers, leftovers
+
+
 @pytest.fixture
 def sampan(tmp_path: Path) -> Iterator[Sampan]:
     runner = Sampan(tmp_path / "root", tmp_path / "run")
     yield runner
-    shutil.rmtree(tmp_path / "root", ignore_errors=True)
-    shutil.rmtree(tmp_path / "run", ignore_errors=True)
+    try:
+        remove_containers(runner)
+    finally:
+        shutil.rmtree(tmp_path / "root", ignore_errors=True)
+        shutil.rmtree(tmp_path / "run", ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -283,7 +283,7 @@ def run(engine: Engine, a: Namespace) -> int:
         attach = None
         if not a.detach:
             attach = {"stdin": record.config["AttachStdin"], "stdout": record.config["AttachStdout"],
-                      "stderr": record.config["AttachStderr"]}
+                      "stderr": record.config["AttachStderr"], **_terminal_size(a.tty)}
         _, sock = lifecycle.start(engine, record.id, attach)
     except SampanError as e:
         raise _as_engine_error(e) from None
@@ -292,6 +292,15 @@ def run(engine: Engine, a: Namespace) -> int:
         return 0
     return _attached(engine, record.id, sock, stdin=bool(attach and attach["stdin"]), tty=a.tty,
                      detach_keys=detach_keys, proxy=a.sig_proxy == "true")
+
+
+def _terminal_size(tty: bool) -> dict[str, Any]:
+    """Our terminal's size, for the container's pty before its program starts (Docker's ConsoleSize)."""
+    for fd in (1, 0):
+        if tty and os.isatty(fd):
+            size = os.get_terminal_size(fd)
+            return {"size": [size.lines, size.columns]}
+    return {}
 
 
 def _detach_keys(text: str) -> bytes:
@@ -367,10 +376,12 @@ def _connect(engine: Engine, container_id: str, stdin: bool) -> Any:
     from sampan.engine.containers.model import places
     from sampan.errors import Conflict
     from sampan.monitor.client import hello
+    from sampan.monitor.protocol import socket_name
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        sock.connect(str(places(engine, container_id).attach_socket))
+        with socket_name(str(places(engine, container_id).attach_socket)) as name:
+            sock.connect(name)
     except OSError:
         sock.close()
         raise Conflict("You cannot attach to a stopped container, start it first") from None

@@ -39,8 +39,12 @@ VOLUME_ALIASES = {"list": "ls", "remove": "rm"}
 
 CONTAINER: dict[str, Entry] = {
     "attach": ("containers:attach", "Attach local standard input, output, and error streams to a running container"),
+    "commit": ("container_files:commit", "Create a new image from a container's changes"),
+    "cp": ("container_files:cp", "Copy files/folders between a container and the local filesystem"),
     "create": ("containers:create", "Create a new container"),
+    "diff": ("container_files:diff", "Inspect changes to files or directories on a container's filesystem"),
     "exec": ("containers:exec_", "Execute a command in a running container"),
+    "export": ("container_files:export", "Export a container's filesystem as a tar archive"),
     "inspect": ("containers:inspect", "Display detailed information on one or more containers"),
     "kill": ("containers:kill", "Kill one or more running containers"),
     "logs": ("containers:logs", "Fetch the logs of a container"),

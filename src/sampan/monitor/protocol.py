@@ -8,7 +8,10 @@ a signal to proxy, the end of stdin, and at the end the container's exit status.
 
 from __future__ import annotations
 
+import os
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 STDIN, STDOUT, STDERR = 0, 1, 2
 HELLO = 0xF0  # client -> monitor: {"stdin": bool, "stdout": bool, "stderr": bool} as JSON
@@ -42,3 +45,17 @@ class Decoder:
             out.append((kind, bytes(self._buffer[HEADER.size:end])))
             del self._buffer[:end]
         return out
+
+
+@contextmanager
+def socket_name(path: str) -> Iterator[str]:
+    """A name for a unix socket at ``path`` that fits sun_path (108 bytes): deep storage roots go through
+    ``/proc/self/fd`` of the socket's directory."""
+    if len(os.fsencode(path)) < 100:
+        yield path
+        return
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{os.path.basename(path)}"
+    finally:
+        os.close(fd)

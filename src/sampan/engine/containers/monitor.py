@@ -171,15 +171,18 @@ class Monitor:
         self.id = container_id
         self.where = model.places(engine, container_id)
         self.clients: list[Any] = []
+        self.console_size: list[int] | None = None
 
     def serve(self, status_w: int, client: socket.socket | None, attach: dict[str, bool] | None) -> None:
         from sampan.monitor.pump import Client
 
         if client is not None:
             self.clients.append(Client(client, dict(attach or {})))
-        self.where.run.mkdir(mode=0o700, exist_ok=True)
-        listener = self._listen()
+        self.console_size = (attach or {}).get("size")  # the attached terminal's, set before the start
+        listener = None
         try:
+            self.where.run.mkdir(mode=0o700, exist_ok=True)
+            listener = self._listen()
             pid, io = self._start_once()
         except Exception as e:  # noqa: BLE001 - every failure is reported to the caller as a start error
             error = e if isinstance(e, StartError) else start_error(
@@ -225,7 +228,8 @@ class Monitor:
         except FileNotFoundError:
             pass
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        listener.bind(path)
+        with protocol.socket_name(path) as name:
+            listener.bind(name)
         os.chmod(path, 0o600)
         listener.listen(16)
         return listener
@@ -296,6 +300,8 @@ class Monitor:
                 pid = driver.create(self.id, str(self.where.bundle), theirs)
                 theirs.close()
                 master = recv_fd(ours)
+            if self.console_size:
+                sys_.set_winsize(master, *self.console_size)
             io.update(stdin=master if open_stdin else -1, outputs={master: "stdout"}, master=master)
             return pid, io
         child_ends = []
@@ -383,8 +389,9 @@ class Monitor:
                                      exit_code=error.exit_code, error=str(error), pid=0, pid_start="",
                                      monitor_pid=0, monitor_start="", finished_at=time.time())
 
-    def _cleanup_run_dir(self, listener: socket.socket) -> None:
-        listener.close()
+    def _cleanup_run_dir(self, listener: socket.socket | None) -> None:
+        if listener is not None:
+            listener.close()
         for path in (self.where.attach_socket,):
             try:
                 os.unlink(path)

@@ -128,10 +128,19 @@ class External:
             return result
 
     def create(self, container_id: str, bundle: str, console: socket.socket | None) -> int:
+        """``create`` hands our stdio to the container, so it must not be captured: errors come from the
+        runtime's JSON log instead."""
         os.makedirs(self.root, mode=0o700, exist_ok=True)
         pid_file = os.path.join(bundle, "runtime.pid")
-        self._with_console(console, ["--bundle", bundle, "--pid-file", pid_file, container_id],
-                           lambda args: self._run("create", *args, stdout=None))
+        log = os.path.join(bundle, "runtime.log")
+
+        def create(args: list[str]) -> None:
+            result = subprocess.run([self.binary, "--root", self.root, "--log", log, "--log-format", "json",
+                                     "create", *args], check=False)
+            if result.returncode != 0:
+                raise RuntimeError_(f"{os.path.basename(self.binary)}: {_last_error(log)}")
+
+        self._with_console(console, ["--bundle", bundle, "--pid-file", pid_file, container_id], create)
         with open(pid_file) as f:
             return int(f.read().strip())
 
@@ -177,6 +186,22 @@ class External:
             result = self._with_console(console, args, lambda a: subprocess.run(
                 [self.binary, "--root", self.root, "exec", *a], check=False))
             return result.returncode
+
+
+def _last_error(log: str) -> str:
+    try:
+        with open(log, "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return "failed"
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("level") in ("error", "fatal"):
+            return str(entry.get("msg", "failed"))
+    return "failed"
 
 
 def driver(name: str, runtime_root: str) -> Driver:
