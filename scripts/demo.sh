@@ -2,7 +2,11 @@
 # The main job, end to end: bootstrap busybox, list it, save and re-load it, and check the store.
 set -euo pipefail
 demo_dir=$(mktemp -d)
-cleanup() { umount "$demo_dir/bundle/rootfs" 2>/dev/null || true; rm -rf "$demo_dir"; }
+cleanup() {
+  sampan rm -f demo-web >/dev/null 2>&1 || true
+  umount "$demo_dir/bundle/rootfs" 2>/dev/null || true
+  rm -rf "$demo_dir"
+}
 trap cleanup EXIT
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
@@ -32,5 +36,25 @@ config["hostname"] = "sampan-demo"
 json.dump(config, open(path, "w"), indent=2)
 PY
 step sampan-runc --root "$demo_dir/state" run --bundle "$demo_dir/bundle" demo
+
+# Containers: one in the foreground, one in the background with logs, exec and stop, and a memory limit.
+step sampan run --rm busybox sh -c 'echo hello from $(hostname): $(id)'
+sampan rm -f demo-web >/dev/null 2>&1 || true
+step sampan run -d --name demo-web busybox sh -c 'trap "echo bye; exit 0" TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done'
+sleep 1
+step sampan ps
+step sampan logs --tail 3 demo-web
+step sampan exec demo-web sh -c 'echo exec in $(hostname): $(cat /proc/1/cmdline | tr "\0" " ")'
+step sampan stop demo-web
+step sampan ps -a --filter name=demo-web
+step sampan rm demo-web
+printf '\n\033[1m$ sampan run --rm -m 32m busybox sh -c <allocate forever>\033[0m\n'
+set +e
+sampan run --rm -m 32m busybox sh -c 'x=a; while true; do x=$x$x; done'
+code=$?
+set -e
+echo "exit status $code (the OOM killer ended it: 137 expected)"
+[ "$code" = 137 ]
+step sampan system check
 echo
 echo "demo: OK"
