@@ -2,14 +2,14 @@
 
 Flags, messages and exit statuses are the docker CLI's: every failure is one ``Error:`` line and status 1
 (usage mistakes 125). Differences: ``cp`` prints no "Successfully copied" progress line (``-q`` is accepted);
-``commit -p`` takes its value attached (``-p=false``, ``--pause=false``) or as the next word when that word is a
-boolean, so ``commit -p CONTAINER`` needs ``-p=true``.
+``commit -p WORD`` reads WORD as the flag's value when it is a boolean (``-p false``), where the docker CLI would
+take it for the container name.
 """
 
 from __future__ import annotations
 
 import os
-from argparse import ArgumentTypeError, Namespace
+from argparse import Namespace
 
 from sampan.cli.command import arg, command
 from sampan.engine.context import Engine
@@ -65,28 +65,29 @@ def diff(engine: Engine, a: Namespace) -> None:
         print("\n".join(str(change) for change in changes))
 
 
-def _bool(text: str) -> str:
-    """A Go ``strconv.ParseBool`` word (what the docker CLI accepts for ``--pause=...``)."""
-    if text not in _TRUE + _FALSE:
-        raise ArgumentTypeError(f'strconv.ParseBool: parsing "{text}": invalid syntax')
-    return text
-
-
 @command("Create a new image from a container's changes",
-         arg("container", metavar="CONTAINER"),
-         arg("reference", nargs="?", metavar="REPOSITORY[:TAG]"),
+         arg("words", nargs="*", metavar="CONTAINER [REPOSITORY[:TAG]]"),
          arg("-a", "--author", default="", help='Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")'),
          arg("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image"),
          arg("-m", "--message", default="", help="Commit message"),
-         arg("-p", "--pause", nargs="?", const="true", default="true", type=_bool,
+         arg("-p", "--pause", nargs="?", const="true", default="true",
              help="Pause container during commit (default true)"))
 def commit(engine: Engine, a: Namespace) -> None:
     from sampan.engine.containers import files
+    from sampan.errors import UsageError
     from sampan.image import reference
 
-    if a.reference:
-        reference.parse_tag_target(a.reference)  # a bad name fails before anything is read
-    stored = files.commit(engine, a.container, reference=a.reference, author=a.author, message=a.message,
+    words = list(a.words)
+    if a.pause not in _TRUE + _FALSE:  # "-p CONTAINER": a bare -p took the next word, as pflag's would not
+        words.insert(0, a.pause)
+        a.pause = "true"
+    if not 1 <= len(words) <= 2:
+        raise UsageError('"sampan commit" requires at least 1 and at most 2 arguments (see \'sampan commit '
+                         "--help')")
+    container, ref = words[0], words[1] if len(words) == 2 else None
+    if ref:
+        reference.parse_tag_target(ref)  # a bad name fails before anything is read
+    stored = files.commit(engine, container, reference=ref, author=a.author, message=a.message,
                           changes=a.change, pause=a.pause in _TRUE)
     print(stored.id)
 

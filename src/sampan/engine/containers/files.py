@@ -30,7 +30,12 @@ order (it differs between two runs); sampan sorts it by path, each directory bef
 the whiteout's owner and time; ``.wh..wh..opq`` right after its directory), leaving out the mount points above
 and directories that are unchanged with nothing changed below them. A layer with no entry is not added: the
 history entry is then marked ``empty_layer``, as dockerd does. Upper entries named ``.wh.*`` that are not
-whiteouts cannot be written into an OCI layer (they would read back as whiteouts) and are left out.
+whiteouts cannot be written into an OCI layer (they would read back as whiteouts) and are left out. (The
+upper-layer walker, ``_Scan``, is the layer-diff writer ``snapshot.whiteout`` mentions; ``build`` will need it
+too, and it should move to ``snapshot`` then.)
+
+``cp`` follows the docker CLI's path rules (``copy``), its messages, and dockerd's real ownership rules (see
+``copy_to_container``); paths inside volumes and binds are handled as ``_mount_for`` says, with its limits.
 """
 
 from __future__ import annotations
@@ -104,9 +109,18 @@ def _root(engine: Engine, name: str) -> Iterator[tuple[ContainerRecord, str]]:
 
 def _mount_for(record: ContainerRecord, path: str) -> tuple[dict[str, Any] | None, str]:
     """The volume or bind mount that container path ``path`` lies in (the deepest one), and the path inside it;
-    ``(None, path)`` when it lies in the container's own root. Matched on the path as written (lexically, after
-    cleaning ``..``): a symlink in the container that leads into a mount is not followed to it. A trailing
-    ``/`` or ``/.`` is kept, since it means "must be a directory" / "its contents" to ``copy``."""
+    ``(None, path)`` when it lies in the container's own root. A trailing ``/`` or ``/.`` is kept, since it
+    means "must be a directory" / "its contents" to ``copy``.
+
+    Volumes and binds are mounted only inside the container's mount namespace, so the overlay root shows empty
+    mount points; dockerd mounts them into the root for the copy. This covers the common case, a path under a
+    mount destination, by copying in the mount's source directory, with that directory as the root. Not
+    covered: a path that reaches a mount through a symlink in the container (matched on the path as written,
+    after cleaning ``..``); an absolute symlink inside a volume (it resolves in the volume, not in the
+    container's root); a directory copied out that contains a mount point (the mount point comes out empty);
+    tmpfs mounts (``--tmpfs``, ``--mount type=tmpfs``) and volumes created with driver options (``-o type=...``),
+    whose contents exist only while they are mounted (their empty mount point, or the directory below, is
+    read and written instead)."""
     clean = posixpath.normpath("/" + path.lstrip("/"))
     found: dict[str, Any] | None = None
     found_at = ""
