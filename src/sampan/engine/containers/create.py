@@ -283,6 +283,9 @@ def _config(image_name: str, image_config: dict[str, Any], options: CreateOption
     else:
         entrypoint, cmd = (run.entrypoint or None), (run.command or None)
     volumes = dict(image_config.get("Volumes") or {})
+    for spec in options.binds:  # `-v /path`: an anonymous volume, which Docker lists in Config.Volumes
+        if len(_split_bind(spec)) == 1:
+            volumes[spec] = {}
     config: dict[str, Any] = {
         "Hostname": hostname, "Domainname": run.domainname, "User": run.user or image_config.get("User", ""),
         "AttachStdin": options.attach_stdin, "AttachStdout": options.attach_stdout,
@@ -477,6 +480,10 @@ def _spec_mounts(engine: Engine, volumes: list[_Volume], *, check: bool) -> list
                         else []))
             continue
         if volume.kind == "volume":
+            driver_mount = _driver_options_mount(engine, volume) if volume.source and check else None
+            if driver_mount is not None:
+                out.append(driver_mount)
+                continue
             source = volume_engine.mountpoint(engine, volume.source) if volume.source else "/nonexistent"
         else:
             source = volume.source
@@ -487,6 +494,21 @@ def _spec_mounts(engine: Engine, volumes: list[_Volume], *, check: bool) -> list
                                   f"{source}")
         out.append((source, volume.destination, opts))
     return out
+
+
+def _driver_options_mount(engine: Engine, volume: _Volume) -> tuple[str, str, list[str]] | None:
+    """A local volume made with ``-o type=tmpfs`` or ``-o o=bind,device=DIR`` is that mount in the container
+    (Docker mounts it on the volume's directory first; each container gets it directly here, so a tmpfs
+    volume is not shared between containers running at the same time)."""
+    options = volume_engine.get(engine, volume.source).options
+    if not options:
+        return None
+    flags = [item for item in options.get("o", "").split(",") if item]
+    ro = ["ro"] if volume.read_only else []
+    if options.get("type") == "tmpfs":
+        return ("tmpfs", volume.destination, flags + ro)
+    return (options["device"], volume.destination,
+            ["bind" if "bind" in flags and "rbind" not in flags else "rbind", *ro])
 
 
 def _make_bundle(where: model.Places, run: RunOptions, hostname: str) -> None:
