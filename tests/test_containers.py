@@ -353,3 +353,20 @@ def test_system_check_finds_leftovers_of_killed_commands(sampan: Sampan, busybox
         sampan("rm", "-f", *ids)
     assert sampan("system", "check").stdout == "store is consistent\n"
     assert not any((sampan.root / "containers").iterdir())
+
+
+def test_system_prune_df_and_info(sampan: Sampan, busybox: str) -> None:
+    sampan("run", "--name", "done", "-v", "/anon", "busybox", "sh", "-c", "echo x > /file")
+    sampan("run", "-d", "--name", "live", "busybox", "sleep", "100")
+    df = {line.split()[0]: line.split()[1:] for line in sampan("system", "df").stdout.splitlines()[1:]}
+    assert df["Containers"][:2] == ["2", "1"] and df["Images"][:2] == ["1", "1"]
+    info = json.loads(sampan("info", "--format", "{{json .}}").stdout)
+    assert (info["Containers"], info["ContainersRunning"], info["ContainersStopped"]) == (2, 1, 1)
+    out = sampan("system", "prune", "-f", "--volumes").stdout
+    done_id = out.split("Deleted Containers:\n")[1].split()[0]
+    assert len(done_id) == 64 and "Deleted Volumes:" in out and out.endswith("\n") and "Total reclaimed space" in out
+    assert sampan("ps", "-a", "--format", "{{.Names}}").stdout == "live\n"
+    assert sampan("volume", "ls", "-q").stdout == ""
+    assert sampan("images", "-q").stdout.strip()  # used by "live": kept even with -a
+    sampan("system", "prune", "-a", "-f")
+    assert sampan("images", "-q").stdout.strip()

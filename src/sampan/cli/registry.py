@@ -26,6 +26,7 @@ SYSTEM: dict[str, Entry] = {
     "check": ("system:check", "Check the store for consistency and leftovers (--repair removes them)"),
     "df": ("system:df", "Show sampan disk usage"),
     "info": ("system:info", "Display system-wide information"),
+    "prune": ("system:prune", "Remove unused data"),
 }
 
 VOLUME: dict[str, Entry] = {

@@ -91,3 +91,29 @@ def check(engine: Engine, a: Namespace) -> int:
     if not report.problems:
         print("store is consistent")
     return 1 if report.problems else 0
+
+
+@command("Remove unused data",
+         arg("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones"),
+         arg("--volumes", action="store_true", help="Prune anonymous volumes"),
+         arg("--filter", action="append", help="Provide filter values (e.g. 'label=<key>=<value>')"),
+         arg("-f", "--force", action="store_true", help="Do not prompt for confirmation"))
+def prune(engine: Engine, a: Namespace) -> None:
+    from sampan.cli.command import parse_filters
+    from sampan.cli.output import confirm
+    from sampan.engine.system import prune as system_prune
+    from sampan.units import human_size
+
+    items = ["all stopped containers", *(["all anonymous volumes not used by at least one container"]
+                                         if a.volumes else []),
+             "all images without at least one container associated to them" if a.all else "all dangling images"]
+    if not confirm("WARNING! This will remove:\n" + "\n".join(f"  - {item}" for item in items), a.force):
+        return
+    report = system_prune(engine, all=a.all, prune_volumes=a.volumes, filters=parse_filters(a.filter))
+    for title, lines in (("Deleted Containers:", report.containers), ("Deleted Volumes:", report.volumes),
+                         ("Deleted Images:", [f"{action.lower()}: {value}" for action, value in report.image_actions])):
+        if lines:
+            print(title)
+            print("\n".join(lines))
+            print()
+    print(f"Total reclaimed space: {human_size(report.reclaimed)}")

@@ -55,6 +55,16 @@ def _os_name() -> str:
     return "Linux"
 
 
+def _container_counts(engine: Engine) -> dict[str, int]:
+    from sampan.engine.containers.model import all_current
+
+    statuses = [record.status for record in all_current(engine)]
+    running = sum(s in ("running", "restarting") for s in statuses)
+    paused = statuses.count("paused")
+    return {"Containers": len(statuses), "ContainersRunning": running, "ContainersPaused": paused,
+            "ContainersStopped": len(statuses) - running - paused}
+
+
 def info(engine: Engine) -> dict[str, Any]:
     """Docker's ``/info`` shape."""
     conn = engine.db.conn
@@ -62,7 +72,7 @@ def info(engine: Engine) -> dict[str, Any]:
     with open("/proc/meminfo") as f:
         mem_total = int(f.readline().split()[1]) * 1024
     return {
-        "ID": "", "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0,
+        "ID": "", **_container_counts(engine),
         "Images": image_count, "Driver": "overlayfs",
         "DriverStatus": [["Root Dir", str(engine.layout.snapshots)]],
         "DockerRootDir": str(engine.layout.root), "ExecRoot": str(engine.layout.runroot),
@@ -92,12 +102,55 @@ def disk_usage(engine: Engine) -> list[UsageLine]:
     layer_bytes = conn.execute(
         "SELECT COALESCE(SUM(size), 0) FROM snapshots WHERE chain_id IN (SELECT chain_id FROM image_layers)"
     ).fetchone()[0]
-    volume_count, volume_active, volume_size = volumes.disk_usage(engine)
-    return [UsageLine("Images", images, 0, layer_bytes, layer_bytes),
-            UsageLine("Containers", 0, 0, 0, 0),
-            # every volume is reclaimable until containers can use them
-            UsageLine("Local Volumes", volume_count, volume_active, volume_size, volume_size),
+    used_bytes = conn.execute(
+        "SELECT COALESCE(SUM(size), 0) FROM snapshots WHERE chain_id IN (SELECT chain_id FROM image_layers "
+        "WHERE image_id IN (SELECT image_id FROM containers))").fetchone()[0]
+    images_used = conn.execute("SELECT COUNT(DISTINCT image_id) FROM containers").fetchone()[0]
+    from sampan.engine.containers.model import ACTIVE, all_current
+    from sampan.engine.containers.query import container_size
+
+    container_count = container_active = container_bytes = container_reclaimable = 0
+    for record in all_current(engine):
+        size = container_size(engine, record.id)
+        container_count += 1
+        container_bytes += size
+        if record.status in ACTIVE:
+            container_active += 1
+        else:
+            container_reclaimable += size
+    volume_count, volume_active, volume_size, volume_reclaimable = volumes.disk_usage(engine)
+    return [UsageLine("Images", images, images_used, layer_bytes, layer_bytes - used_bytes),
+            UsageLine("Containers", container_count, container_active, container_bytes, container_reclaimable),
+            UsageLine("Local Volumes", volume_count, volume_active, volume_size, volume_reclaimable),
             UsageLine("Build Cache", 0, 0, 0, 0)]
+
+
+@dataclass
+class SystemPruneReport:
+    containers: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    image_actions: list[tuple[str, str]] = field(default_factory=list)
+    reclaimed: int = 0
+
+
+def prune(engine: Engine, *, all: bool = False, prune_volumes: bool = False,
+          filters: dict[str, list[str]] | None = None) -> SystemPruneReport:
+    """``system prune``: stopped containers, then (with ``prune_volumes``) unused anonymous volumes, then dangling
+    images (``all``: every unused image), in Docker's order, so what the removed containers held goes too."""
+    from sampan.engine import images as image_engine
+    from sampan.engine.containers.remove import prune as prune_containers
+
+    filters = dict(filters or {})
+    report = SystemPruneReport()
+    removed = prune_containers(engine, filters)
+    report.containers, report.reclaimed = removed.removed, removed.reclaimed
+    if prune_volumes:
+        volume_filters = {k: v for k, v in filters.items() if k != "until"}
+        pruned = volumes.prune(engine, filters=volume_filters)
+        report.volumes, report.reclaimed = pruned.deleted, report.reclaimed + pruned.reclaimed
+    image_report = image_engine.prune(engine, all=all, filters=filters)
+    report.image_actions, report.reclaimed = image_report.actions, report.reclaimed + image_report.reclaimed
+    return report
 
 
 @dataclass

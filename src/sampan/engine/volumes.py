@@ -313,17 +313,19 @@ def prune(engine: Engine, *, all: bool = False, filters: dict[str, list[str]] | 
     return report
 
 
-def disk_usage(engine: Engine) -> tuple[int, int, int]:
-    """(volumes, volumes in use, bytes in all volumes) for ``system df``'s "Local Volumes" line; the reclaimable
-    part is the size of the volumes not in use (today: all of it)."""
+def disk_usage(engine: Engine) -> tuple[int, int, int, int]:
+    """(volumes, volumes in use, bytes in all volumes, bytes in unused volumes) for ``system df``."""
     conn = engine.db.conn
-    count = active = size = 0
+    count = active = size = reclaimable = 0
     for record in records.all_volumes(conn):
         count += 1
+        used = directory_size(mountpoint(engine, record.name))
+        size += used
         if volume_users(conn, record.name):
             active += 1
-        size += directory_size(mountpoint(engine, record.name))
-    return count, active, size
+        else:
+            reclaimable += used
+    return count, active, size, reclaimable
 
 
 def leftovers(engine: Engine, conn: sqlite3.Connection) -> list[str]:
