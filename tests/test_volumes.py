@@ -205,7 +205,7 @@ def test_crash_leftover_directory_is_explained_and_reclaimed(sampan: Sampan) -> 
     with sampan.engine() as engine:
         assert volumes.leftovers(engine, engine.db.conn) == [str(orphan)]
         assert volumes.problems(engine, engine.db.conn) == []
-        assert volumes.disk_usage(engine) == (1, 0, 0)
+        assert volumes.disk_usage(engine) == (1, 0, 0, 0)
     check = sampan("system", "check", check=False)
     assert check.returncode == 1 and f"leftover {orphan}" in check.stdout
     sampan("volume", "create", "ghost")
@@ -213,7 +213,7 @@ def test_crash_leftover_directory_is_explained_and_reclaimed(sampan: Sampan) -> 
     with sampan.engine() as engine:
         assert volumes.leftovers(engine, engine.db.conn) == []
         (sampan.root / "volumes" / "ok" / "_data" / "f").write_bytes(b"y" * 100)
-        assert volumes.disk_usage(engine) == (2, 0, 100)
+        assert volumes.disk_usage(engine) == (2, 0, 100, 100)
 
 
 def test_no_top_level_shortcut(sampan: Sampan) -> None:
