@@ -59,14 +59,22 @@ def _connect_console(path: str | None) -> int:
     return sock.detach()
 
 
-def _compile_seccomp(config: dict[str, Any]) -> Any:
+_FILTERS: dict[str, Any] = {}  # compiled filters by profile: a process serving many containers compiles each once
+
+
+def compile_seccomp(config: dict[str, Any]) -> Any:
     seccomp = (config.get("linux") or {}).get("seccomp")
     if not seccomp:
         return None
-    from sampan.runtime import seccomp as seccomp_mod
+    import json
 
-    seccomp_mod.validate(seccomp)
-    return seccomp_mod.compile_filter(seccomp)
+    key = json.dumps(seccomp, sort_keys=True)
+    if key not in _FILTERS:
+        from sampan.runtime import seccomp as seccomp_mod
+
+        seccomp_mod.validate(seccomp)
+        _FILTERS[key] = seccomp_mod.compile_filter(seccomp)
+    return _FILTERS[key]
 
 
 # runc's AllowedDevices: mknod of anything, the default devices, ptys and tun, on top of the spec's own rules.
@@ -116,7 +124,7 @@ class Runtime:
         process = config.get("process") or {}
         if process.get("terminal") and not console_socket and console_fd < 0:
             raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
-        seccomp_filter = _compile_seccomp(config)
+        seccomp_filter = compile_seccomp(config)
         state_dir = self.states.reserve(container_id)
         cgroup = open_cgroup(linux.get("cgroupsPath") or f"/sampan-runc-{container_id}")  # flat: nothing left on delete
         init_pid = 0
@@ -169,7 +177,12 @@ class Runtime:
         container_pid = 0
         try:
             cgroup.add(first)
-            init.send(parent, type="go")
+            try:
+                init.send(parent, type="go")
+            except BrokenPipeError:  # it failed before reading: its error message, if any, is waiting
+                reason = init.recv(parent)
+                raise ContainerError(reason.get("message") or "container init exited before it started") \
+                    from None
             while True:
                 message = init.recv(parent)
                 kind = message.get("type")
@@ -287,7 +300,7 @@ class Runtime:
         plan = init.InitPlan(spec=config, rootfs=state.rootfs, bundle=state.bundle, process=process,
                              namespaces=[], caps=CapabilityPlan(process.get("capabilities")),
                              console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
-                             seccomp=_compile_seccomp(config),
+                             seccomp=compile_seccomp(config),
                              join_pid=state.pid, preserve_fds=preserve_fds)
         pid = self._spawn(plan, open_cgroup(state.cgroup_path), state)
         _write_pid_file(pid_file, pid)

@@ -46,10 +46,9 @@ def _timestamp(ts: float) -> str:
 class Scheduler:
     """The monitor's side: when the next check is due, and which child is the check in flight."""
 
-    def __init__(self, engine: Engine, record: ContainerRecord) -> None:
-        config = record.config["Healthcheck"]
+    def __init__(self, engine: Engine, container_id: str, config: dict[str, Any]) -> None:
         self.engine = engine
-        self.record = record
+        self.container_id = container_id
         self.interval = (config.get("Interval") or DEFAULT_INTERVAL_NS) / 1e9
         self.timeout = (config.get("Timeout") or DEFAULT_TIMEOUT_NS) / 1e9
         self.start_period = (config.get("StartPeriod") or 0) / 1e9
@@ -78,7 +77,6 @@ class Scheduler:
 
     def _fork_check(self) -> int:
         in_start_period = time.monotonic() - self.started < self.start_period
-        self.engine.db.close()  # never shared with a forked child; reopened on next use
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the forked check
             code = 0
@@ -86,7 +84,9 @@ class Scheduler:
                 from sampan.engine.containers.monitor import forget_inherited
 
                 forget_inherited(self.engine, set())
-                run_check(self.engine, self.record, self.timeout, self.retries, in_start_period)
+                record = records.get(self.engine.db.conn, self.container_id)
+                if record is not None:
+                    run_check(self.engine, record, self.timeout, self.retries, in_start_period)
             except BaseException:  # noqa: BLE001 - nothing may escape a forked child
                 code = 1
             finally:

@@ -21,6 +21,7 @@ from typing import Any
 from sampan._linux import process as sys_
 from sampan._linux.proc import process_start_time
 from sampan.engine.containers import model, rootfs, runtimes
+from sampan.engine.containers.health import enabled as health_enabled
 from sampan.engine.containers.model import Places
 from sampan.engine.context import Engine
 from sampan.errors import SampanError
@@ -81,26 +82,13 @@ def spawn(engine: Engine, record: ContainerRecord, attach: dict[str, bool] | Non
     ours = theirs = None
     if attach is not None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    engine.db.close()  # reopened on next use; a connection must not be shared with a forked child
-    first = os.fork()
-    if first == 0:  # pragma: no cover - runs in the forked processes
-        code = 1
-        try:
-            os.close(status_r)
-            if ours is not None:
-                ours.close()
-            os.setsid()
-            if os.fork() == 0:
-                _become_monitor(engine, record.id, status_w, theirs, attach)
-            code = 0
-        finally:
-            os._exit(code)
+    from sampan.engine.containers import monitor_host
+
+    if not monitor_host.request(engine, record.id, status_w, theirs, attach):
+        _fork_monitor(engine, record.id, status_r, status_w, ours, theirs, attach)
     os.close(status_w)
     if theirs is not None:
         theirs.close()
-    os.waitpid(first, 0)
     with os.fdopen(status_r, "rb") as f:
         reply = f.read()
     try:
@@ -113,6 +101,28 @@ def spawn(engine: Engine, record: ContainerRecord, attach: dict[str, bool] | Non
         error = message.get("error") or "the container's monitor exited before the container started"
         raise StartError(error, int(message.get("code", 125)))
     return int(message["pid"]), ours
+
+
+def _fork_monitor(engine: Engine, container_id: str, status_r: int, status_w: int, ours: socket.socket | None,
+                  theirs: socket.socket | None, attach: dict[str, Any] | None) -> None:
+    """Without a monitor host: double-fork the monitor from this process."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    engine.db.close()  # reopened on next use; a connection must not be shared with a forked child
+    first = os.fork()
+    if first == 0:  # pragma: no cover - runs in the forked processes
+        code = 1
+        try:
+            os.close(status_r)
+            if ours is not None:
+                ours.close()
+            os.setsid()
+            if os.fork() == 0:
+                _become_monitor(engine, container_id, status_w, theirs, attach)
+            code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(first, 0)
 
 
 # ---------------------------------------------------------------------------------------------- the monitor
@@ -166,12 +176,19 @@ def _log_failure(engine: Engine, container_id: str) -> None:  # pragma: no cover
 
 
 class Monitor:
+    """The monitor process (M). To stay small it does no heavy work itself: starting the container (S) and
+    handling its exit (E) run in short-lived forked children, so the pages they touch (SQLite, the spec, the
+    runtime) die with them. M keeps only the pump: stdio, log, attach and reaping. Children report back over a
+    socket pair (JSON and, for S, the container's stdio fds). The container's init, forked by S's runtime,
+    becomes M's child when S exits, because M is the child subreaper."""
+
     def __init__(self, engine: Engine, container_id: str) -> None:
         self.engine = engine
         self.id = container_id
         self.where = model.places(engine, container_id)
         self.clients: list[Any] = []
         self.console_size: list[int] | None = None
+        self.monitor_pid = os.getpid()
 
     def serve(self, status_w: int, client: socket.socket | None, attach: dict[str, bool] | None) -> None:
         from sampan.monitor.pump import Client
@@ -183,41 +200,92 @@ class Monitor:
         try:
             self.where.run.mkdir(mode=0o700, exist_ok=True)
             listener = self._listen()
-            pid, io = self._start_once()
+        except OSError as e:
+            os.write(status_w, json.dumps({"error": f"cannot listen for clients: {e}", "code": 125}).encode())
+            os.close(status_w)
+            return
+        started = self._in_child(lambda: self._start_child(status_w, restarting=False))
+        os.close(status_w)
+        restarts_in_a_row = 0
+        exit_code = None
+        while started is not None and "pid" in started[0]:
+            began = time.monotonic()
+            status = self._pump(*started, listener)
+            ended = self._in_child(lambda: ({"restart": self._on_exit(status)}, []))
+            if ended is None or not ended[0]["restart"]:
+                break
+            restarts_in_a_row = 0 if time.monotonic() - began > 10 else restarts_in_a_row + 1
+            time.sleep(min(_RESTART_BACKOFF_MAX_S, 0.1 * (2 ** restarts_in_a_row)))
+            started = self._in_child(lambda: self._start_child(-1, restarting=True))
+        listener.close()
+        finished = self._in_child(lambda: ({"exit_code": self._finish()}, []))
+        if finished is not None:
+            exit_code = finished[0]["exit_code"]
+        for client_ in self.clients:  # last: a foreground `run --rm` returns once the container is gone
+            client_.send(protocol.EXIT, str(exit_code or 0).encode())
+            client_.sock.close()
+
+    def _in_child(self, work: Any) -> tuple[dict[str, Any], list[int]] | None:
+        """Run ``work`` (returning a JSON-able dict and fds to hand over) in a forked child; None if it died."""
+        import array
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the forked child
+            code = 1
+            try:
+                ours.close()
+                for client_ in self.clients:
+                    client_.sock.close()
+                payload, fds = work()
+                theirs.sendmsg([json.dumps(payload).encode()],
+                               [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else [])
+                code = 0
+            except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+                _log_failure(self.engine, self.id)
+            finally:
+                os._exit(code)
+        theirs.close()
+        try:
+            data, fds, _, _ = socket.recv_fds(ours, 1 << 20, 8)
+        finally:
+            ours.close()
+            while True:
+                try:
+                    os.waitpid(pid, 0)
+                    break
+                except InterruptedError:
+                    continue
+                except ChildProcessError:
+                    break
+        if not data:
+            return None
+        return json.loads(data), fds
+
+    def _start_child(self, status_w: int, restarting: bool) -> tuple[dict[str, Any], list[int]]:
+        """S: start the container (or record why not); report to the caller when ``status_w`` is given."""
+        if restarting:
+            record = records.get(self.engine.db.conn, self.id)
+            if record is None or record.status != "restarting" or record.stopped_by_user:
+                return {}, []
+        try:
+            pid, io = self._start_once(restarting)
         except Exception as e:  # noqa: BLE001 - every failure is reported to the caller as a start error
             error = e if isinstance(e, StartError) else start_error(
                 str(e) if isinstance(e, SampanError) else f"{type(e).__name__}: {e}")
             self._record_failed_start(error)
-            os.write(status_w, json.dumps({"error": str(error), "code": error.exit_code}).encode())
-            os.close(status_w)
-            self._cleanup_run_dir(listener)
-            self._finish_removal_if_auto()
-            return
-        os.write(status_w, json.dumps({"pid": pid}).encode())
-        os.close(status_w)
-        restarts_in_a_row = 0
-        while True:
-            began = time.monotonic()
-            status = self._pump(pid, io, listener)
-            restart = self._on_exit(status)
-            if not restart:
-                break
-            restarts_in_a_row = 0 if time.monotonic() - began > 10 else restarts_in_a_row + 1
-            time.sleep(min(_RESTART_BACKOFF_MAX_S, 0.1 * (2 ** restarts_in_a_row)))
-            if not self._still_wants_restart():
-                break
-            try:
-                pid, io = self._start_once(restarting=True)
-            except Exception as e:  # noqa: BLE001 - recorded, and the monitor ends
-                self._record_failed_start(start_error(str(e)))
-                break
-        self._cleanup_run_dir(listener)
-        record = records.get(self.engine.db.conn, self.id)
-        text = str(record.exit_code) if record is not None else "0"
-        self._finish_removal_if_auto()
-        for client_ in self.clients:  # last: a foreground `run --rm` returns once the container is gone
-            client_.send(protocol.EXIT, text.encode())
-            client_.sock.close()
+            if status_w >= 0:
+                os.write(status_w, json.dumps({"error": str(error), "code": error.exit_code}).encode())
+            return {}, []
+        if status_w >= 0:
+            os.write(status_w, json.dumps({"pid": pid}).encode())
+        record = self._record()
+        fds = [fd for fd in (*io["outputs"], io["stdin"]) if fd >= 0]
+        outputs = {str(fds.index(fd)): stream for fd, stream in io["outputs"].items()}
+        return {"pid": pid, "outputs": outputs, "stdin": fds.index(io["stdin"]) if io["stdin"] >= 0 else -1,
+                "tty": io["master"] >= 0, "stdin_once": bool(record.config.get("StdinOnce")),
+                "log": record.host_config.get("LogConfig") or {},
+                "healthcheck": record.config.get("Healthcheck") if health_enabled(record) else None}, fds
 
     # ------------------------------------------------------------------------------------------ start
 
@@ -281,7 +349,8 @@ class Monitor:
             if (record.config.get("Healthcheck") or {}).get("Test", ["NONE"])[0] != "NONE":
                 health = {"Status": "starting", "FailingStreak": 0, "Log": []}
             records.update_state(tx, self.id, status="running", pid=pid, pid_start=process_start_time(pid) or "",
-                                 monitor_pid=os.getpid(), monitor_start=process_start_time(os.getpid()) or "",
+                                 monitor_pid=self.monitor_pid,
+                                 monitor_start=process_start_time(self.monitor_pid) or "",
                                  exit_code=0, error="", oom_killed=0, started_at=time.time(),
                                  restart_count=count, health=health)
         return pid, io
@@ -331,15 +400,17 @@ class Monitor:
 
     # ------------------------------------------------------------------------------------------ running
 
-    def _pump(self, pid: int, io: dict[str, Any], listener: socket.socket) -> int:
+    def _pump(self, handoff: dict[str, Any], fds: list[int], listener: socket.socket) -> int:
         from sampan.engine.containers import health
         from sampan.monitor.pump import Pump
 
-        record = self._record()
-        log = _open_log(record, self.where)
-        checker = health.Scheduler(self.engine, record) if health.enabled(record) else None
-        pump = Pump(pid=pid, outputs=io["outputs"], stdin_fd=io["stdin"], tty_master=io["master"], log=log,
-                    listener=listener, clients=self.clients, stdin_once=bool(record.config.get("StdinOnce")),
+        outputs = {fds[int(index)]: stream for index, stream in handoff["outputs"].items()}
+        stdin = fds[handoff["stdin"]] if handoff["stdin"] >= 0 else -1
+        master = next(iter(outputs)) if handoff["tty"] else -1
+        log = _open_log(handoff["log"], self.where, self.id)
+        checker = health.Scheduler(self.engine, self.id, handoff["healthcheck"]) if handoff["healthcheck"] else None
+        pump = Pump(pid=handoff["pid"], outputs=outputs, stdin_fd=stdin, tty_master=master, log=log,
+                    listener=listener, clients=self.clients, stdin_once=handoff["stdin_once"],
                     on_reaped=checker.reaped if checker else None, tick=checker.tick if checker else None)
         try:
             return pump.run()
@@ -349,7 +420,7 @@ class Monitor:
                 checker.stop()
             if log is not None:
                 log.close()
-            for fd in {*io["outputs"], io["stdin"], io["master"]} - {-1}:
+            for fd in fds:
                 try:
                     os.close(fd)
                 except OSError:
@@ -376,10 +447,6 @@ class Monitor:
                                  health=None if not restart else fresh.health)
         return restart
 
-    def _still_wants_restart(self) -> bool:
-        record = records.get(self.engine.db.conn, self.id)
-        return record is not None and record.status == "restarting" and not record.stopped_by_user
-
     def _record_failed_start(self, error: StartError) -> None:
         """As Docker: the error and exit status are recorded; a container that never ran stays "created"."""
         with self.engine.db.transaction() as tx:
@@ -389,9 +456,9 @@ class Monitor:
                                      exit_code=error.exit_code, error=str(error), pid=0, pid_start="",
                                      monitor_pid=0, monitor_start="", finished_at=time.time())
 
-    def _cleanup_run_dir(self, listener: socket.socket | None) -> None:
-        if listener is not None:
-            listener.close()
+    def _finish(self) -> int:
+        """E, at the end: the run-time directory goes, the record forgets this monitor, ``--rm`` removes the
+        container; returns the exit status for attached clients."""
         for path in (self.where.attach_socket,):
             try:
                 os.unlink(path)
@@ -403,18 +470,18 @@ class Monitor:
             pass
         with self.engine.db.transaction() as tx:
             record = records.get(tx, self.id)
-            if record is not None and record.monitor_pid == os.getpid():
+            if record is not None and record.monitor_pid == self.monitor_pid:
                 records.update_state(tx, self.id, monitor_pid=0, monitor_start="")
-
-    def _finish_removal_if_auto(self) -> None:
-        record = records.get(self.engine.db.conn, self.id)
-        if record is not None and record.host_config.get("AutoRemove"):
+        if record is None:
+            return 0
+        if record.host_config.get("AutoRemove"):
             from sampan.engine.containers.remove import remove
 
             try:
                 remove(self.engine, self.id, force=True, volumes=True)
             except SampanError:
                 pass
+        return record.exit_code
 
 
 def _wants_restart(record: ContainerRecord, code: int) -> bool:
@@ -429,17 +496,16 @@ def _wants_restart(record: ContainerRecord, code: int) -> bool:
     return False
 
 
-def _open_log(record: ContainerRecord, where: Places) -> Any:
+def _open_log(config: dict[str, Any], where: Places, container_id: str) -> Any:
     from sampan.monitor.logs import JsonFileLog
     from sampan.units import parse_size
 
-    config = record.host_config.get("LogConfig") or {}
     if config.get("Type", "json-file") != "json-file":
         return None
     opts = config.get("Config") or {}
     max_size = parse_size(opts["max-size"]) if opts.get("max-size") else None
-    return JsonFileLog.open(str(where.log(record.id)), max_size=max_size, max_file=int(opts.get("max-file") or 1),
-                            compress=opts.get("compress") in ("true", "1"))
+    return JsonFileLog.open(str(where.log(container_id)), max_size=max_size,
+                            max_file=int(opts.get("max-file") or 1), compress=opts.get("compress") in ("true", "1"))
 
 
 def _populate_volumes(engine: Engine, record: ContainerRecord, root: str) -> None:
