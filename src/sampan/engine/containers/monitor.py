@@ -247,7 +247,7 @@ class Monitor:
                 os._exit(code)
         theirs.close()
         try:
-            data, fds, _, _ = socket.recv_fds(ours, 1 << 20, 8)
+            data, fds, _, _ = socket.recv_fds(ours, 65536, 8)  # small: a big buffer dirties pages for good
         finally:
             ours.close()
             while True:

@@ -123,10 +123,12 @@ def _start(engine: Engine) -> bool:
 
 
 def _warm() -> None:
-    """Import what a monitor runs and compile the default seccomp filter, so monitors inherit them."""
+    """Import what a monitor runs and compile the default seccomp filter, so monitors inherit them. An import
+    in a monitor is costly: the import machinery dirties about 1.5 MB of shared pages (``array``, which
+    ``socket.recv_fds`` imports on first use, is here for that reason alone)."""
     import importlib
 
-    for name in ("sqlite3", "sampan.engine.containers.monitor", "sampan.engine.containers.create",
+    for name in ("array", "sqlite3", "sampan.engine.containers.monitor", "sampan.engine.containers.create",
                  "sampan.engine.containers.health", "sampan.engine.containers.remove",
                  "sampan.engine.containers.rootfs", "sampan.engine.containers.runtimes",
                  "sampan.engine.containers.execute", "sampan.engine.specgen", "sampan.engine.images",
@@ -146,6 +148,35 @@ def _warm() -> None:
         pass
 
 
+def _rehearse(scratch: str) -> None:
+    """Run a monitor's steady-state code once in the host: a first call (of ``recvmsg``, of the pump, of the
+    log writer) allocates and initialises things that a monitor would otherwise dirty for itself, ~1.5 MB."""
+    from sampan.monitor.logs import JsonFileLog
+    from sampan.monitor.pump import Pump
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        theirs.sendmsg([b"{}"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [theirs.fileno()]))])
+        _, fds, _, _ = socket.recv_fds(ours, 65536, 8)
+        for fd in fds:
+            os.close(fd)
+    out_r, out_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - a trivial child
+        os.write(out_w, b"rehearsal\n")
+        os._exit(0)
+    os.close(out_w)
+    log_path = os.path.join(scratch, f"rehearsal-{os.getpid()}.log")
+    log = JsonFileLog.open(log_path, max_size=None)
+    try:
+        Pump(pid=pid, outputs={out_r: "stdout"}, stdin_fd=-1, tty_master=-1, log=log, listener=None, clients=[],
+             stdin_once=False).run()
+    finally:
+        log.close()
+        os.close(out_r)
+        os.unlink(log_path)
+
+
 def _serve(engine: Engine, ready_w: int) -> None:  # pragma: no cover - the forked host
     import gc
     import signal
@@ -162,6 +193,7 @@ def _serve(engine: Engine, ready_w: int) -> None:  # pragma: no cover - the fork
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
         _warm()
+        _rehearse(str(engine.layout.runroot))
         path, pidfile = _paths(engine)
         try:
             os.unlink(path)
