@@ -330,7 +330,8 @@ def test_after_a_reboot_nothing_claims_to_run(sampan: Sampan, busybox: str) -> N
 
 
 def test_system_check_finds_leftovers_of_killed_commands(sampan: Sampan, busybox: str) -> None:
-    """Kill `run` and `rm` at random points; afterwards system check --repair leaves a consistent store."""
+    """Kill `run`, `rm` and `commit` at random points; afterwards system check --repair leaves a consistent
+    store, and every container left can be removed."""
     import random
 
     rng = random.Random(7)
@@ -344,6 +345,13 @@ def test_system_check_finds_leftovers_of_killed_commands(sampan: Sampan, busybox
         proc = subprocess.Popen([SAMPAN, "rm", "-f", name], env=sampan.env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.0, 0.1))
+        proc.kill()
+        proc.wait()
+    for i, name in enumerate(sampan("ps", "-aq").stdout.split()[:3]):
+        sampan("exec", name, "sh", "-c", "dd if=/dev/zero of=/big bs=1M count=8 2>/dev/null", check=False)
+        proc = subprocess.Popen([SAMPAN, "commit", name, f"committed:{i}"], env=sampan.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.0, 0.3))
         proc.kill()
         proc.wait()
     sampan("system", "check", "--repair", check=False)
@@ -370,3 +378,69 @@ def test_system_prune_df_and_info(sampan: Sampan, busybox: str) -> None:
     assert sampan("images", "-q").stdout.strip()  # used by "live": kept even with -a
     sampan("system", "prune", "-a", "-f")
     assert sampan("images", "-q").stdout.strip()
+
+
+def test_signals_are_proxied_to_an_attached_container(sampan: Sampan, busybox: str) -> None:
+    proc = subprocess.Popen([SAMPAN, "run", "--rm", "busybox", "sh", "-c",
+                             "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.1; done"],
+                            env=sampan.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert (proc.returncode, out) == (7, b"got TERM\n")
+
+
+def test_detach_keys_leave_the_container_running(sampan: Sampan, busybox: str) -> None:
+    env = f"SAMPAN_ROOT={sampan.root} SAMPAN_RUNROOT={sampan.runroot}"
+    command = f"{env} {SAMPAN} run -it --name detached busybox sh"
+    proc = subprocess.Popen(["script", "-eqc", command, "/dev/null"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdin is not None
+    time.sleep(1.5)
+    proc.stdin.write(b"\x10\x11")
+    proc.stdin.flush()
+    proc.wait(timeout=20)
+    assert proc.returncode == 0
+    assert _inspect(sampan, "detached")["State"]["Running"]
+
+
+def test_logs_follow_timestamps_and_bounds(sampan: Sampan, busybox: str) -> None:
+    sampan("run", "-d", "--name", "talker", "busybox", "sh", "-c",
+           "for i in 1 2 3; do echo line $i; sleep 0.3; done; echo err >&2")
+    followed = sampan("logs", "-f", "talker", timeout=30)  # returns when the container ends
+    assert (followed.stdout, followed.stderr) == ("line 1\nline 2\nline 3\n", "err\n")
+    stamped = sampan("logs", "-t", "--tail", "1", "talker").stderr
+    assert stamped.endswith("Z err\n") and stamped[:4].isdigit()
+    assert sampan("logs", "--since", "1h", "--until", "1h", "talker").stdout == ""
+    assert _error_line(sampan("logs", "--tail", "x", "talker", check=False), 1)
+    sampan("run", "--name", "quiet", "--log-driver", "none", "busybox", "echo", "x")
+    assert "does not support reading" in _error_line(sampan("logs", "quiet", check=False), 1)
+
+
+def test_exec_options_update_and_top(sampan: Sampan, busybox: str) -> None:
+    sampan("run", "-d", "--name", "box", "--cap-drop", "ALL", "-m", "64m", "busybox", "sleep", "1000")
+    assert sampan("exec", "-u", "1234", "box", "id", "-u").stdout == "1234\n"
+    caps = sampan("exec", "box", "grep", "CapEff", "/proc/self/status").stdout.split()[1]
+    privileged = sampan("exec", "--privileged", "box", "grep", "CapEff", "/proc/self/status").stdout.split()[1]
+    assert int(caps, 16) == 0 and int(privileged, 16) != 0
+    assert sampan("exec", "-i", "box", "cat", input="to stdin").stdout == "to stdin"
+    sampan("exec", "-d", "box", "sh", "-c", "echo detached > /tmp/d")
+    _wait_for(lambda: sampan("exec", "box", "cat", "/tmp/d", check=False).stdout == "detached\n")
+    titles = sampan("top", "box").stdout.splitlines()
+    assert "PID" in titles[0] and any("sleep 1000" in line for line in titles[1:])
+    sampan("update", "-m", "96m", "--memory-swap", "-1", "box")
+    assert _inspect(sampan, "box")["HostConfig"]["Memory"] == 96 * 1024 * 1024
+    limit = sampan("exec", "box", "sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null || "
+                   "cat /sys/fs/cgroup/memory/memory.limit_in_bytes").stdout.strip()
+    assert int(limit) == 96 * 1024 * 1024
+
+
+def test_shared_namespaces_and_volumes_from(sampan: Sampan, busybox: str) -> None:
+    sampan("run", "-d", "--name", "first", "-v", "shared:/shared", "busybox", "sh", "-c",
+           "echo from-first > /shared/f; sleep 1000")
+    _wait_for(lambda: sampan("exec", "first", "cat", "/shared/f", check=False).stdout == "from-first\n")
+    out = sampan("run", "--rm", "--pid", "container:first", "--volumes-from", "first", "busybox", "sh", "-c",
+                 "cat /shared/f; ps -o args | grep -cx 'sleep 1000'").stdout
+    assert out == "from-first\n1\n"
+    assert sampan("run", "--rm", "--uts", "host", "--network", "host", "busybox", "hostname").stdout.strip() == \
+        os.uname().nodename

@@ -394,7 +394,8 @@ def create(engine: Engine, options: CreateOptions) -> ContainerRecord:
     image_id = images.resolve(engine, options.image)
     image_config = images.load_config(engine, image_id).container
     container_id = model.new_id()
-    hostname = run.hostname or (container_id[:12] if run.network_mode != "host" else os.uname().nodename)
+    shares_host_name = run.network_mode == "host" or run.uts_mode == "host"
+    hostname = run.hostname or (os.uname().nodename if shares_host_name else container_id[:12])
     healthcheck = _healthcheck(image_config, options)
 
     volumes = _volumes_from(engine, options.volumes_from) + _parse_binds(options.binds) + \
@@ -423,7 +424,7 @@ def create(engine: Engine, options: CreateOptions) -> ContainerRecord:
             elif volume.kind == "bind" and not os.path.exists(volume.source) and volume.source in \
                     [b for b in _bind_sources(options.binds)]:
                 os.makedirs(volume.source, 0o755, exist_ok=True)  # -v creates a missing source, as dockerd
-        run = dataclasses.replace(run, mounts=_spec_mounts(engine, volumes, check=True), hostname=hostname)
+        run = dataclasses.replace(run, mounts=_spec_mounts(engine, volumes, check=True))
         record = ContainerRecord(
             id=container_id, name=name, image_id=image_id, image=image_name, created=time.time(),
             config=_config(image_name, image_config, options, hostname, healthcheck, labels),

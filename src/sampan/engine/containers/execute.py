@@ -42,7 +42,7 @@ def process_spec(engine: Engine, record: ContainerRecord, command: list[str], *,
                  env: list[str] | None = None, user: str = "", workdir: str = "",
                  privileged: bool = False) -> dict[str, Any]:
     """The container's process spec with the exec's command, terminal, extra env, user, cwd and capabilities."""
-    from sampan.engine.specgen import _replace_or_append, lookup_user
+    from sampan.engine.specgen import HostInfo, _all_capabilities, _replace_or_append, lookup_user
     from sampan.runtime.constants import CAPABILITIES
 
     where = model.places(engine, record.id)
@@ -58,11 +58,20 @@ def process_spec(engine: Engine, record: ContainerRecord, command: list[str], *,
         process["user"] = {"uid": uid, "gid": gid, **({"additionalGids": groups} if groups else {})}
     if workdir:
         process["cwd"] = workdir
-    if privileged:
-        every = sorted(CAPABILITIES)
+    if privileged:  # every capability this process may hand on (a confined host may lack some)
+        bounding = _own_bounding_set()
+        every = [name for name in _all_capabilities(HostInfo.detect()) if bounding >> CAPABILITIES[name] & 1]
         process["capabilities"] = {name: list(every) for name in ("bounding", "effective", "permitted")}
     process.pop("consoleSize", None)
     return process
+
+
+def _own_bounding_set() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapBnd:"):
+                return int(line.split()[1], 16)
+    return 0
 
 
 def exec_in(engine: Engine, name: str, options: ExecOptions) -> int:
