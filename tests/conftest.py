@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -33,6 +33,7 @@ class Sampan:
 
     root: Path
     runroot: Path
+    engines: list = field(default_factory=list)  # opened by tests; closed at teardown so no fd outlives a test
 
     @property
     def env(self) -> dict[str, str]:
@@ -51,7 +52,9 @@ class Sampan:
     def engine(self):  # noqa: ANN201 - sampan.Engine, imported lazily
         from sampan.engine.context import Engine
 
-        return Engine(str(self.root), str(self.runroot))
+        engine = Engine(str(self.root), str(self.runroot))
+        self.engines.append(engine)
+        return engine
 
 
 def remove_containers(runner: Sampan) -> None:
@@ -76,6 +79,8 @@ def remove_containers(runner: Sampan) -> None:
 def sampan(tmp_path: Path) -> Iterator[Sampan]:
     runner = Sampan(tmp_path / "root", tmp_path / "run")
     yield runner
+    for engine in runner.engines:
+        engine.close()
     try:
         remove_containers(runner)
     finally:

@@ -24,7 +24,7 @@ from sampan.engine import images
 from sampan.engine import volumes as volume_engine
 from sampan.engine.containers import model
 from sampan.engine.context import Engine
-from sampan.engine.specgen import RunOptions, nano_cpus, build_spec, parse_signal
+from sampan.engine.specgen import RunOptions, build_spec, nano_cpus, parse_signal
 from sampan.errors import Conflict, InvalidArgument, NotFound, SampanError
 from sampan.store import containers as records
 from sampan.store.containers import ContainerRecord

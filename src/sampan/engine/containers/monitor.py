@@ -211,7 +211,7 @@ class Monitor:
         while started is not None and "pid" in started[0]:
             began = time.monotonic()
             status = self._pump(*started, listener)
-            ended = self._in_child(lambda: ({"restart": self._on_exit(status)}, []))
+            ended = self._in_child(lambda code=status: ({"restart": self._on_exit(code)}, []))
             if ended is None or not ended[0]["restart"]:
                 break
             restarts_in_a_row = 0 if time.monotonic() - began > 10 else restarts_in_a_row + 1

@@ -22,7 +22,7 @@ from sampan.errors import SampanError
 from sampan.store import containers as records
 
 
-def _cgroup(record: records.ContainerRecord):  # noqa: ANN202 - a runtime Cgroup, imported lazily
+def _cgroup(record: records.ContainerRecord):
     from sampan.runtime.cgroups import open_cgroup
 
     parent = (record.host_config.get("CgroupParent") or CGROUP_PARENT).rstrip("/")
