@@ -27,6 +27,8 @@ SYSTEM: dict[str, Entry] = {
     "df": ("system:df", "Show sampan disk usage"),
     "info": ("system:info", "Display system-wide information"),
     "prune": ("system:prune", "Remove unused data"),
+    "events": ("monitoring:events", "Get real time events from the server"),
+    "metrics": ("monitoring:metrics", "Print every container's figures in the Prometheus text format"),
 }
 
 VOLUME: dict[str, Entry] = {
@@ -58,6 +60,7 @@ CONTAINER: dict[str, Entry] = {
     "rm": ("containers:rm", "Remove one or more containers"),
     "run": ("containers:run", "Create and run a new container from an image"),
     "start": ("containers:start", "Start one or more stopped containers"),
+    "stats": ("monitoring:stats", "Display a live stream of container(s) resource usage statistics"),
     "stop": ("containers:stop", "Stop one or more running containers"),
     "top": ("containers:top", "Display the running processes of a container"),
     "unpause": ("containers:unpause", "Unpause all processes within one or more containers"),
@@ -76,6 +79,7 @@ GROUPS: dict[str, tuple[dict[str, Entry], dict[str, str], str]] = {
 TOP: dict[str, Entry] = {
     **{name: CONTAINER[name] for name in CONTAINER if name not in ("inspect", "ls", "prune")},
     "ps": CONTAINER["ls"],
+    "events": SYSTEM["events"],
     "history": IMAGE["history"],
     "images": IMAGE["ls"],
     "import": IMAGE["import"],

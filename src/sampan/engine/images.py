@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sampan.engine import events
 from sampan.engine.context import Engine
 from sampan.engine.filters import bool_filter, check_filters, labels_match
 from sampan.errors import Conflict, InvalidArgument, InvalidReference, NotFound
@@ -200,6 +201,7 @@ def tag(engine: Engine, source: str, target: str) -> str:
     with engine.db.transaction() as tx:
         image_id, _ = _lookup(tx, source)
         records.set_tag(tx, new.name, new.tag or refs.DEFAULT_TAG, image_id)
+    events.record(engine, "image", "tag", image_id, {"name": new.familiar()})
     return image_id
 
 
@@ -209,36 +211,47 @@ class RemoveReport:
 
     actions: list[tuple[str, str]] = field(default_factory=list)
     reclaimed: int = 0
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (action, image ID, name) to record
 
 
 def remove(engine: Engine, name: str, *, force: bool = False) -> RemoveReport:
     """``docker rmi NAME``: untag a reference, or delete an image by ID; unused layers go with it."""
     report = RemoveReport()
     with engine.db.transaction() as tx:
-        image_id, ref = _lookup(tx, name)
-        users = container_records.image_users(tx, image_id)
-        if ref is not None:
-            last = len(records.tags_of(tx, image_id)) + len(records.digests_of(tx, image_id)) <= 1
-            if users and last and not force:
-                raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - '
-                               f"container {users[0][:12]} is using its referenced image "
-                               f"{_digest.short_id(image_id)}")
-            _untag(tx, ref, report)
-            if records.tags_of(tx, image_id) or records.children_of(tx, image_id) or users:
-                return report
-            for repo, digest in records.digests_of(tx, image_id):
-                records.remove_repo_digest(tx, repo, digest)
-                report.actions.append(("Untagged", refs.Reference(*_split_repo(repo), digest=digest).familiar()))
-        else:
-            _check_deletable(tx, image_id, force)
-            if users:
-                _check_users(tx, image_id, users, force)
-                _untag_all(tx, image_id, report)
-                return report  # forced: untagged, kept for its containers (dangling, as Docker)
-            _untag_all(tx, image_id, report)
-        _delete(tx, engine, image_id, report)
+        _remove_in(tx, engine, name, force, report)
     gc.empty_trash(engine.layout)
+    _record_events(engine, report)
     return report
+
+
+def _remove_in(tx: sqlite3.Connection, engine: Engine, name: str, force: bool, report: RemoveReport) -> None:
+    image_id, ref = _lookup(tx, name)
+    users = container_records.image_users(tx, image_id)
+    if ref is not None:
+        last = len(records.tags_of(tx, image_id)) + len(records.digests_of(tx, image_id)) <= 1
+        if users and last and not force:
+            raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - '
+                           f"container {users[0][:12]} is using its referenced image "
+                           f"{_digest.short_id(image_id)}")
+        _untag(tx, ref, report, image_id)
+        if records.tags_of(tx, image_id) or records.children_of(tx, image_id) or users:
+            return
+        for repo, digest in records.digests_of(tx, image_id):
+            records.remove_repo_digest(tx, repo, digest)
+            report.actions.append(("Untagged", refs.Reference(*_split_repo(repo), digest=digest).familiar()))
+    else:
+        _check_deletable(tx, image_id, force)
+        if users:
+            _check_users(tx, image_id, users, force)
+            _untag_all(tx, image_id, report)
+            return  # forced: untagged, kept for its containers (dangling, as Docker)
+        _untag_all(tx, image_id, report)
+    _delete(tx, engine, image_id, report)
+
+
+def _record_events(engine: Engine, report: RemoveReport) -> None:
+    for action, image_id, name in report.events:
+        events.record(engine, "image", action, image_id, {"name": name or image_id})
 
 
 def _check_users(tx: sqlite3.Connection, image_id: str, users: list[str], force: bool) -> None:
@@ -263,24 +276,26 @@ def _check_deletable(tx: sqlite3.Connection, image_id: str, force: bool) -> None
             f"conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories")
 
 
-def _untag(tx: sqlite3.Connection, ref: refs.Reference, report: RemoveReport) -> None:
+def _untag(tx: sqlite3.Connection, ref: refs.Reference, report: RemoveReport, image_id: str) -> None:
     if ref.digest:
         records.remove_repo_digest(tx, ref.name, ref.digest)
     else:
         records.remove_tag(tx, ref.name, ref.tag or refs.DEFAULT_TAG)
     report.actions.append(("Untagged", ref.familiar()))
+    report.events.append(("untag", image_id, ref.familiar()))
 
 
 def _untag_all(tx: sqlite3.Connection, image_id: str, report: RemoveReport) -> None:
     for repo, tag_name in records.tags_of(tx, image_id):
-        _untag(tx, refs.Reference(*_split_repo(repo), tag=tag_name), report)
+        _untag(tx, refs.Reference(*_split_repo(repo), tag=tag_name), report, image_id)
     for repo, digest in records.digests_of(tx, image_id):
-        _untag(tx, refs.Reference(*_split_repo(repo), digest=digest), report)
+        _untag(tx, refs.Reference(*_split_repo(repo), digest=digest), report, image_id)
 
 
 def _delete(tx: sqlite3.Connection, engine: Engine, image_id: str, report: RemoveReport) -> None:
     records.delete_image(tx, image_id)
     report.actions.append(("Deleted", image_id))
+    report.events.append(("delete", image_id, ""))
     collected = gc.collect(tx, engine.layout, engine.content)
     report.actions.extend(("Deleted", chain) for chain in collected.snapshots)
     report.reclaimed += collected.reclaimed
@@ -303,6 +318,7 @@ def prune(engine: Engine, *, all: bool = False, filters: dict[str, list[str]] | 
             _untag_all(tx, row["id"], report)
             _delete(tx, engine, row["id"], report)
     gc.empty_trash(engine.layout)
+    _record_events(engine, report)
     return report
 
 

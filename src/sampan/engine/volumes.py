@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sampan.engine import events
 from sampan.engine.context import Engine
 from sampan.engine.filters import bool_filter, check_filters, labels_match
 from sampan.errors import Conflict, InvalidArgument, NotFound
@@ -217,6 +218,7 @@ def create(engine: Engine, name: str | None = None, *, driver: str = DRIVER, lab
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     gc.empty_trash(layout)
+    events.record(engine, "volume", "create", volume.name, {"driver": driver})  # only a new volume gets here
     return volume
 
 
@@ -282,6 +284,7 @@ def remove(engine: Engine, name: str, *, force: bool = False) -> bool:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         _remove_in(engine, tx, name)
     gc.empty_trash(engine.layout)
+    events.record(engine, "volume", "destroy", name, {"driver": DRIVER})
     return True
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampan.engine import images
+from sampan.engine import events, images
 from sampan.engine import volumes as volume_engine
 from sampan.engine.containers import model
 from sampan.engine.context import Engine
@@ -440,6 +440,7 @@ def create(engine: Engine, options: CreateOptions) -> ContainerRecord:
             if images.lookup(engine, image_id)[0] != image_id:  # removed meanwhile
                 raise NotFound(f"No such image: {options.image}")
             records.insert(tx, record, sorted({v.source for v in volumes if v.kind == "volume"}))
+        events.record(engine, "container", "create", record.id, events.container_attributes(record))
         return record
     except BaseException:
         shutil.rmtree(where.bundle, ignore_errors=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from sampan.engine import events
 from sampan.engine.containers import model, monitor, runtimes
 from sampan.engine.containers.model import ACTIVE
 from sampan.engine.context import Engine
@@ -55,6 +56,7 @@ def start(engine: Engine, name: str, attach: dict[str, bool] | None = None
         with engine.db.transaction() as tx:
             records.update_state(tx, record.id, stopped_by_user=0)
         _, sock = monitor.spawn(engine, record, attach)
+    events.record(engine, "container", "start", record.id, events.container_attributes(record))
     return model.lookup(engine, record.id), sock
 
 
@@ -90,18 +92,25 @@ def stop(engine: Engine, name: str, *, timeout: int | None = None, sig: str | No
     if timeout is None:
         timeout = int(record.config.get("StopTimeout", DEFAULT_STOP_TIMEOUT))
     driver = driver_of(engine, record)
+    attributes = events.container_attributes(record)
     if record.status == "paused":
         _signal(driver, record, signal.SIGKILL, all=True)
     elif record.status == "running":
-        _signal(driver, record, _stop_signal(record, sig))
+        number = _stop_signal(record, sig)
+        events.record(engine, "container", "kill", record.id, {**attributes, "signal": str(number)})
+        _signal(driver, record, number)
         if timeout < 0:
             done = wait_not_running(engine, record.id, None)
         else:
             done = wait_not_running(engine, record.id, timeout)
         if done is not None:
+            events.record(engine, "container", "stop", record.id, attributes)
             return done
+        events.record(engine, "container", "kill", record.id, {**attributes, "signal": str(int(signal.SIGKILL))})
         _signal(driver, record, signal.SIGKILL, all=True)
-    return wait_not_running(engine, record.id, None) or record
+    done = wait_not_running(engine, record.id, None) or record
+    events.record(engine, "container", "stop", record.id, attributes)
+    return done
 
 
 def _signal(driver: runtimes.Driver, record: ContainerRecord, sig: int, all: bool = False) -> None:
@@ -120,12 +129,15 @@ def kill(engine: Engine, name: str, sig: str = "SIGKILL") -> ContainerRecord:
         with engine.db.transaction() as tx:
             records.update_state(tx, record.id, stopped_by_user=1)
     driver_of(engine, record).kill(record.id, number, all=number == signal.SIGKILL)
+    events.record(engine, "container", "kill", record.id, events.container_attributes(record, signal=str(number)))
     return record
 
 
 def restart(engine: Engine, name: str, *, timeout: int | None = None, sig: str | None = None) -> ContainerRecord:
     stop(engine, name, timeout=timeout, sig=sig)
-    return start(engine, name)[0]
+    record = start(engine, name)[0]
+    events.record(engine, "container", "restart", record.id, events.container_attributes(record))
+    return record
 
 
 def pause(engine: Engine, name: str) -> None:
@@ -137,6 +149,7 @@ def pause(engine: Engine, name: str) -> None:
     driver_of(engine, record).pause(record.id)
     with engine.db.transaction() as tx:
         records.update_state(tx, record.id, status="paused")
+    events.record(engine, "container", "pause", record.id, events.container_attributes(record))
 
 
 def unpause(engine: Engine, name: str) -> None:
@@ -146,6 +159,7 @@ def unpause(engine: Engine, name: str) -> None:
     driver_of(engine, record).resume(record.id)
     with engine.db.transaction() as tx:
         records.update_state(tx, record.id, status="running")
+    events.record(engine, "container", "unpause", record.id, events.container_attributes(record))
 
 
 def wait(engine: Engine, name: str, condition: str = "not-running") -> int:
@@ -174,6 +188,9 @@ def rename(engine: Engine, name: str, new_name: str) -> None:
             raise Conflict(f'Conflict. The container name "/{new}" is already in use by container "{other}". '
                            "You have to remove (or rename) that container to be able to reuse that name.")
         records.update_config(tx, record.id, name=new)
+    record.name = new
+    events.record(engine, "container", "rename", record.id,
+                  events.container_attributes(record, oldName="/" + name.lstrip("/")))
 
 
 def update(engine: Engine, name: str, changes: dict[str, Any]) -> ContainerRecord:

@@ -20,6 +20,7 @@ from typing import Any
 
 from sampan._linux import process as sys_
 from sampan._linux.proc import process_start_time
+from sampan.engine import events
 from sampan.engine.containers import model, rootfs, runtimes
 from sampan.engine.containers.health import enabled as health_enabled
 from sampan.engine.containers.model import Places
@@ -437,6 +438,10 @@ class Monitor:
         oom = driver.oom_killed(self.id)
         driver.delete(self.id)
         rootfs.unmount(self.where)
+        attributes = events.container_attributes(record)
+        if oom:
+            events.record(self.engine, "container", "oom", self.id, attributes)
+        events.record(self.engine, "container", "die", self.id, {**attributes, "exitCode": str(code)})
         with self.engine.db.transaction() as tx:
             fresh = records.get(tx, self.id)
             if fresh is None:

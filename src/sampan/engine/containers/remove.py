@@ -12,6 +12,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 
+from sampan.engine import events
 from sampan.engine import volumes as volume_engine
 from sampan.engine.containers import model, rootfs
 from sampan.engine.containers.lifecycle import driver_of, locked, stop
@@ -54,6 +55,7 @@ def remove(engine: Engine, name: str, *, force: bool = False, volumes: bool = Fa
                     anonymous.append(volume)
             records.delete(tx, record.id)
         gc.empty_trash(engine.layout)
+    events.record(engine, "container", "destroy", record.id, events.container_attributes(record))
     for volume in anonymous:
         try:
             volume_engine.remove(engine, volume)

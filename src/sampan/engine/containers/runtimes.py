@@ -33,6 +33,7 @@ class Driver(Protocol):
     def update(self, container_id: str, resources: dict[str, Any]) -> None: ...
     def pids(self, container_id: str) -> list[int]: ...
     def oom_killed(self, container_id: str) -> bool: ...
+    def stats(self, container_id: str) -> dict[str, Any]: ...
     def exec(self, container_id: str, process: dict[str, Any], console: socket.socket | None,
              detach: bool, pid_file: str | None = None) -> int: ...
 
@@ -69,6 +70,9 @@ class InProcess:
 
     def pids(self, container_id: str) -> list[int]:
         return self.runtime.pids(container_id)
+
+    def stats(self, container_id: str) -> dict[str, Any]:
+        return self.runtime.stats(container_id)
 
     def oom_killed(self, container_id: str) -> bool:
         from sampan.runtime.cgroups import open_cgroup
@@ -166,13 +170,15 @@ class External:
         out = self._run("ps", "--format", "json", container_id).stdout
         return [int(p) for p in json.loads(out or b"[]")]
 
-    def oom_killed(self, container_id: str) -> bool:
+    def stats(self, container_id: str) -> dict[str, Any]:
         result = self._run("events", "--stats", container_id, check=False)
         try:
-            data = json.loads(result.stdout or b"{}").get("data") or {}
+            return json.loads(result.stdout or b"{}").get("data") or {}
         except ValueError:
-            return False
-        return bool((data.get("memory") or {}).get("oom_kill") or 0)
+            return {}
+
+    def oom_killed(self, container_id: str) -> bool:
+        return bool((self.stats(container_id).get("memory") or {}).get("oom_kill") or 0)
 
     def exec(self, container_id: str, process: dict[str, Any], console: socket.socket | None,
              detach: bool, pid_file: str | None = None) -> int:

@@ -1,0 +1,76 @@
+"""stats, events and system metrics, on real containers under real cgroups."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import Sampan
+
+
+def _events(sampan: Sampan, since: float, *filters: str) -> list[dict]:
+    out = sampan("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}", "--format", "json",
+                 *[f"--filter={f}" for f in filters]).stdout
+    return [json.loads(line) for line in out.splitlines()]
+
+
+def test_stats_agree_with_the_cgroup(sampan: Sampan, busybox: str) -> None:
+    cid = sampan("run", "-d", "--name", "busy", "-m", "64m", "busybox", "sh", "-c",
+                 "while true; do :; done").stdout.strip()
+    sampan("run", "-d", "--name", "idle", "busybox", "sleep", "100")
+    out = sampan("stats", "--no-stream", "--format", "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}").stdout
+    rows = {line.split("|")[0]: line.split("|")[1:] for line in out.splitlines()}
+    assert set(rows) == {"busy", "idle"}
+    assert float(rows["busy"][0].rstrip("%")) > 30 and float(rows["idle"][0].rstrip("%")) < 30
+    assert rows["busy"][1].endswith(" / 64MiB") and rows["busy"][2] == "1"
+    table = sampan("stats", "--no-stream", cid[:12]).stdout.splitlines()
+    assert table[0].split() == ["CONTAINER", "ID", "NAME", "CPU", "%", "MEM", "USAGE", "/", "LIMIT", "MEM", "%",
+                                "NET", "I/O", "BLOCK", "I/O", "PIDS"]
+    assert table[1].startswith(cid[:12]) and len(table) == 2
+    sampan("stop", "-t", "0", "idle")
+    assert "idle" not in sampan("stats", "--no-stream", "--format", "{{.Name}}").stdout
+    assert "--" in sampan("stats", "--no-stream", "-a", "--format", "{{.Name}} {{.CPUPerc}}").stdout
+
+    metrics = sampan("system", "metrics").stdout.splitlines()
+    assert 'sampan_containers{state="running"} 1' in metrics and 'sampan_containers{state="exited"} 1' in metrics
+    limit = [line for line in metrics if line.startswith("sampan_container_memory_limit_bytes{") and cid in line]
+    assert limit and limit[0].endswith(f" {64 * 1024 * 1024}")
+
+
+def test_events_are_recorded_in_order_with_attributes(sampan: Sampan, busybox: str) -> None:
+    since = time.time()
+    sampan("tag", "busybox", "mine:1")
+    sampan("volume", "create", "vol1")
+    sampan("run", "--name", "ev", "-l", "team=a", "busybox", "sh", "-c", "exit 3", check=False)
+    sampan("rm", "ev")
+    sampan("rmi", "mine:1")
+    sampan("volume", "rm", "vol1")
+    events = _events(sampan, since)
+    actions = [(e["Type"], e["Action"]) for e in events]
+    assert actions == [("image", "tag"), ("volume", "create"), ("container", "create"), ("container", "start"),
+                       ("container", "die"), ("container", "destroy"), ("image", "untag"), ("volume", "destroy")]
+    die = events[4]
+    assert die["Actor"]["Attributes"] == {"exitCode": "3", "image": "busybox", "name": "ev", "team": "a"}
+    assert die["status"] == "die" and die["from"] == "busybox" and die["timeNano"] >= events[3]["timeNano"]
+    assert [e["Action"] for e in _events(sampan, since, "type=container", "event=die")] == ["die"]
+    assert [e["Action"] for e in _events(sampan, since, "container=ev")] == ["create", "start", "die", "destroy"]
+    assert [e["Action"] for e in _events(sampan, since, "label=team=a", "event=start")] == ["start"]
+    plain = sampan("events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+                   "--filter", "event=die").stdout
+    assert plain.strip().endswith(f"container die {die['id']} (exitCode=3, image=busybox, name=ev, team=a)")
+
+
+def test_stop_kill_oom_pause_events(sampan: Sampan, busybox: str) -> None:
+    since = time.time()
+    sampan("run", "-d", "--name", "s1", "busybox", "sleep", "100")
+    sampan("pause", "s1")
+    sampan("unpause", "s1")
+    sampan("stop", "-t", "0", "s1")
+    sampan("run", "--name", "hog", "-m", "32m", "busybox", "sh", "-c", "x=a; while true; do x=$x$x; done",
+           check=False)
+    actions = [e["Action"] for e in _events(sampan, since, "container=s1")]
+    assert actions[:4] == ["create", "start", "pause", "unpause"]
+    assert "kill" in actions and actions[-1] == "stop" and "die" in actions
+    kills = [e for e in _events(sampan, since, "container=s1", "event=kill")]
+    assert kills[0]["Actor"]["Attributes"]["signal"] in ("15", "9")
+    assert [e["Action"] for e in _events(sampan, since, "container=hog")][-2:] == ["oom", "die"]
