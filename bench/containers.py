@@ -22,8 +22,7 @@ and exec-root (as the test suite's ``docker`` fixture starts it, no bridge, so b
 ``--network none``), loaded with the very busybox image sampan bootstraps (``sampan save | docker load``).
 Timed runs of the two engines alternate (after untimed warm-ups); each part uses a new sampan storage root, and
 containers, mounts and the private dockerd are removed even when a part fails or is interrupted.
-Storage roots are short directories in /tmp (``/tmp/sbXXXXXXXX``): sampan's attach socket path must fit an
-AF_UNIX address. ``--only PART`` runs some parts; ``--quick`` is a smoke run (fewer runs, 20 idle containers, a batch of 20). Exit status 1 means a part failed;
+Storage roots are directories in /tmp (``/tmp/sbXXXXXXXX``). ``--only PART`` runs some parts; ``--quick`` is a smoke run (fewer runs, 20 idle containers, a batch of 20). Exit status 1 means a part failed;
 a missed target is reported as MISS but exits 0 unless ``--strict``.
 """
 
@@ -197,8 +196,6 @@ class Sampan(Engine):
 
     def __init__(self, base: str) -> None:
         self.base = base
-        # short: the run-time root must leave room for runroot/containers/<64 hex>/attach.sock in an AF_UNIX
-        # address (107 bytes), which a deep temporary directory does not
         self.root, self.runroot = base + "/root", base + "/r"
         self("image", "bootstrap", IMAGE)
 
