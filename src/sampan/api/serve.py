@@ -1,0 +1,163 @@
+"""Running the service: listening sockets (unix, mode 0660; TCP only when asked, TLS as dockerd's flags say),
+the monitor host started before any thread exists, and a clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import grp
+import os
+import signal
+import socket
+import ssl
+import sys
+from dataclasses import dataclass
+
+from sampan.errors import InvalidArgument, UsageError
+
+
+@dataclass(frozen=True)
+class Listen:
+    kind: str  # "unix" or "tcp"
+    address: str  # the socket path, or the host
+    port: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        if text.startswith("unix://"):
+            path = text[len("unix://"):]
+            if not path.startswith("/"):
+                raise UsageError(f"invalid host {text!r}: the socket path must be absolute")
+            return cls("unix", path)
+        if text.startswith("tcp://"):
+            rest = text[len("tcp://"):].rstrip("/")
+            host, sep, port = rest.rpartition(":")
+            if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+                raise UsageError(f"invalid host {text!r}: expected tcp://ADDR:PORT")
+            return cls("tcp", host.strip("[]") or "127.0.0.1", int(port))
+        if text.startswith("/"):
+            return cls("unix", text)
+        raise UsageError(f"invalid host {text!r}: expected unix:///path or tcp://ADDR:PORT")
+
+
+def _unix_socket(path: str, group: str) -> socket.socket:
+    os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        raise InvalidArgument(f"{path}: another service is listening there")
+    except (FileNotFoundError, ConnectionRefusedError):
+        pass
+    except OSError:
+        pass
+    finally:
+        probe.close()
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o117)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o660)
+    if group:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise InvalidArgument(f"group {group!r} not found") from None
+        os.chown(path, 0, gid)
+    sock.listen(128)
+    return sock
+
+
+def _tls_context(tlsverify: bool, cacert: str, cert: str, key: str) -> ssl.SSLContext:
+    if not cert or not key:
+        raise UsageError("--tls and --tlsverify need --tlscert and --tlskey")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    if tlsverify:
+        if not cacert:
+            raise UsageError("--tlsverify needs --tlscacert to verify client certificates")
+        context.load_verify_locations(cacert)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def _prestart_monitor_host(root: str, runroot: str) -> None:
+    """Have the monitor host running before the service has threads, so that it is not forked from a
+    multi-threaded process (the engine starts one on the first start otherwise)."""
+    from sampan.engine.containers import monitor_host
+    from sampan.engine.context import Engine
+
+    try:
+        with Engine(root, runroot, check=False) as engine:
+            monitor_host._start(engine)
+    except Exception as e:  # noqa: BLE001 - an optimisation only
+        print(f"sampan service: no monitor host ({type(e).__name__}: {e})", file=sys.stderr)
+
+
+async def _keep_monitor_host(root: str, runroot: str) -> None:
+    """Ping the monitor host now and then: it exits when idle, and a host forked later would be forked from
+    this multi-threaded process."""
+    from pathlib import Path
+
+    from sampan.engine.containers import monitor_host
+
+    path = str(Path(runroot) / "monitor-host.sock")
+    while True:
+        await asyncio.sleep(30)
+        await asyncio.get_running_loop().run_in_executor(None, monitor_host._send, path, b"{}", [])
+
+
+def serve(root: str, runroot: str, listens: list[Listen], *, group: str = "", tls: bool = False,
+          tlsverify: bool = False, cacert: str = "", cert: str = "", key: str = "") -> int:
+    from aiohttp import web
+
+    from sampan.api.server import make_app
+
+    context = _tls_context(tlsverify, cacert, cert, key) if (tls or tlsverify) else None
+    if context is not None and not any(item.kind == "tcp" for item in listens):
+        raise UsageError("--tls applies to tcp:// hosts only")
+    sockets = []
+    for item in listens:
+        if item.kind == "unix":
+            sockets.append((item, _unix_socket(item.address, group)))
+    _prestart_monitor_host(root, runroot)
+
+    async def main() -> None:
+        app = make_app(root, runroot)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        sites = []
+        for item, sock in sockets:
+            sites.append(web.SockSite(runner, sock))
+        for item in listens:
+            if item.kind == "tcp":
+                sites.append(web.TCPSite(runner, item.address, item.port, ssl_context=context))
+        for site in sites:
+            await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        keeper = asyncio.ensure_future(_keep_monitor_host(root, runroot))
+        print("sampan service: listening on " + ", ".join(
+            f"unix://{i.address}" if i.kind == "unix" else f"tcp://{i.address}:{i.port}" for i in listens),
+            file=sys.stderr, flush=True)
+        await stop.wait()
+        keeper.cancel()
+        await runner.cleanup()
+
+    try:
+        asyncio.run(main())
+    finally:
+        for item, sock in sockets:
+            sock.close()
+            try:
+                os.unlink(item.address)
+            except FileNotFoundError:
+                pass
+    return 0

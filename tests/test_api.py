@@ -1,0 +1,298 @@
+"""The Docker Engine API service with real clients: the docker CLI (DOCKER_HOST at sampan's socket) and
+docker-py, plus raw HTTP for the error answers. One service per module, on its own root, run-time root and
+socket, stopped by its pid at teardown; its stderr must hold no traceback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPAN, Sampan, remove_containers
+
+pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
+
+
+@dataclass
+class Service:
+    runner: Sampan
+    socket: Path
+    env: dict[str, str]
+    log: Path
+
+    def docker(self, *args: str, input: bytes | None = None, check: bool = True,
+               timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+        proc = subprocess.run(["docker", *args], env=self.env, input=input, capture_output=True, timeout=timeout,
+                              stdin=None if input is not None else subprocess.DEVNULL)
+        if check:
+            assert proc.returncode == 0, (args, proc.returncode, proc.stderr.decode())
+        return proc
+
+    def out(self, *args: str, input: bytes | None = None) -> str:
+        return self.docker(*args, input=input).stdout.decode()
+
+
+class _UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.path)
+
+
+def request(service: Service, method: str, path: str, body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = _UnixHTTP(str(service.socket))
+    try:
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> Iterator[Service]:
+    base = tmp_path_factory.mktemp("api")
+    runner = Sampan(base / "root", base / "run")
+    runner("load", "-i", str(busybox_archive))
+    sock = base / "run" / "sampan.sock"
+    log_path = base / "service.log"
+    log = open(log_path, "wb")  # noqa: SIM115
+    proc = subprocess.Popen([SAMPAN, "system", "service", "--host", f"unix://{sock}"], env=runner.env,
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(base / "config"),
+           "DOCKER_CLI_HINTS": "false"}
+    try:
+        deadline = time.monotonic() + 30
+        while subprocess.run(["docker", "version"], env=env, capture_output=True).returncode != 0:
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the service did not answer"
+            time.sleep(0.1)
+        yield Service(runner, sock, env, log_path)
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        try:
+            remove_containers(runner)
+        finally:
+            text = log_path.read_text(errors="replace")
+            shutil.rmtree(base / "root", ignore_errors=True)
+            shutil.rmtree(base / "run", ignore_errors=True)
+        assert "Traceback" not in text, text
+        assert not sock.exists()
+
+
+# ---------------------------------------------------------------------------------------------- system
+
+
+def test_version_info_images(service: Service) -> None:
+    version = json.loads(service.out("version", "--format", "{{json .Server}}"))
+    assert tuple(int(n) for n in version["ApiVersion"].split(".")) >= (1, 44)
+    assert version["Os"] == "linux"
+    assert service.out("info", "--format", "{{.Images}}").strip() == "1"
+    images = service.out("images", "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert images == ["busybox:latest"]
+    assert service.out("image", "inspect", "--format", "{{.Os}}", "busybox").strip() == "linux"
+    assert "Images" in service.out("system", "df")
+    assert oct(service.socket.stat().st_mode & 0o777) == "0o660"
+
+
+def test_ping_and_errors(service: Service) -> None:
+    status, headers, _ = request(service, "HEAD", "/_ping")
+    assert status == 200
+    assert headers["Api-Version"] >= "1.44" and headers["OSType"] == "linux" and "Builder-Version" in headers
+    status, _, body = request(service, "GET", "/v1.44/_ping")
+    assert (status, body) == (200, b"OK")
+    cases = [
+        ("GET", "/v1.44/containers/nosuch/json", None, 404, "No such container"),
+        ("POST", "/containers/create", b"{bad", 400, "invalid JSON"),
+        ("POST", "/containers/create", b"[1, 2]", 400, "expected an object"),
+        ("POST", "/containers/create", json.dumps({"Image": "busybox", "Cmd": 5}).encode(), 400, "Config.Cmd"),
+        ("POST", "/containers/create", json.dumps({"Image": "busybox", "Tty": "yes"}).encode(), 400, "Config.Tty"),
+        ("POST", "/containers/create", json.dumps({"Image": "nosuch:image"}).encode(), 404, "No such image"),
+        ("POST", "/containers/create", json.dumps({"Image": "busybox", "HostConfig": {"Memory": "lots"}}).encode(),
+         400, "HostConfig.Memory"),
+        ("GET", "/containers/json?all=maybe", None, 400, "all"),
+        ("GET", "/containers/json?filters=notjson", None, 400, "filters"),
+        ("GET", "/containers/json?filters=%7B%22nosuch%22%3A%5B%22x%22%5D%7D", None, 400, "nosuch"),
+        ("GET", "/no/such/endpoint", None, 404, "page not found"),
+        ("GET", "/v9.99/version", None, 400, "too new"),
+        ("POST", "/containers/create", b"{" + b" " * (9 << 20) + b"}", 400, "too large"),
+        ("DELETE", "/volumes/nosuch", None, 404, "No such volume"),
+        ("POST", "/exec/nosuch/start", b"{}", 404, "No such exec"),
+    ]
+    for method, path, body, want_status, want_text in cases:
+        status, headers, data = request(service, method, path, body)
+        assert status == want_status, (path, status, data[:200])
+        assert headers["Content-Type"] == "application/json"
+        message = json.loads(data)["message"]
+        assert want_text in message, (path, message)
+    # the docker CLI shows the message itself
+    proc = service.docker("inspect", "--type", "container", "nosuch", check=False)
+    assert proc.returncode == 1 and b"No such" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------- containers
+
+
+def test_run_rm_foreground(service: Service) -> None:
+    proc = service.docker("run", "--rm", "busybox", "echo", "hello")
+    assert proc.stdout == b"hello\n"
+    proc = service.docker("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (3, b"out\n", b"err\n")
+    proc = service.docker("run", "--rm", "-i", "busybox", "sh", input=b"echo from stdin\nexit 5\n", check=False)
+    assert (proc.returncode, proc.stdout) == (5, b"from stdin\n")
+    proc = service.docker("run", "--name", "kept", "busybox", "sh", "-c", "seq 1 2000")
+    assert proc.stdout.decode().split() == [str(n) for n in range(1, 2001)]  # nothing lost before the start
+    assert service.out("wait", "kept").strip() == "0"
+    assert service.out("logs", "kept").split()[-1] == "2000"
+    service.docker("rm", "kept")
+    assert service.out("ps", "-aq") == ""
+
+
+def test_run_detached_lifecycle(service: Service) -> None:
+    cid = service.out("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
+                      "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done").strip()
+    assert len(cid) == 64
+    assert service.out("ps", "--format", "{{.ID}} {{.Names}} {{.State}}").split() == [cid[:12], "ticker", "running"]
+    time.sleep(0.4)
+    assert service.out("logs", "ticker").startswith("tick 0\ntick 1\n")
+    assert service.out("logs", "--tail", "1", "ticker").count("\n") == 1
+    assert service.out("exec", "ticker", "sh", "-c", "echo in-exec; echo err >&2").strip() == "in-exec"
+    assert service.docker("exec", "ticker", "sh", "-c", "exit 7", check=False).returncode == 7
+    assert service.out("exec", "-i", "ticker", "cat", input=b"piped\n") == "piped\n"
+    assert service.out("inspect", "--format", "{{.State.Running}} {{.Name}}", "ticker").split() == ["true", "/ticker"]
+    top = service.out("top", "ticker")
+    assert "PID" in top and "sh -c" in top
+    stats = service.out("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", "ticker").split()
+    assert stats[0] == "ticker" and int(stats[1]) >= 1
+    follower = subprocess.Popen(["docker", "logs", "-f", "ticker"], env=service.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    service.docker("stop", "ticker")
+    out, _ = follower.communicate(timeout=15)  # follow ends when the container stops
+    assert follower.returncode == 0 and b"tick 5" in out
+    assert service.out("inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", "ticker").split() == \
+        ["exited", "0"]
+    service.docker("rename", "ticker", "ticker2")
+    service.docker("rm", "ticker2")
+    assert service.docker("rm", "ticker2", check=False).returncode == 1
+
+
+def test_run_interactive_tty(service: Service) -> None:
+    if shutil.which("script") is None:
+        pytest.skip("script (util-linux) is not installed")
+    proc = subprocess.run(["script", "-eqc", "stty rows 30 cols 100; docker run -it --rm busybox sh -c "
+                           "'tty; stty size; exit 4'", "/dev/null"], env=service.env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=60)
+    out = proc.stdout.decode()
+    assert "/dev/pts/0" in out and "30 100" in out, out
+    assert proc.returncode == 4
+    cid = service.out("run", "-d", "busybox", "sleep", "60").strip()
+    proc = subprocess.run(["script", "-eqc", f"stty rows 20 cols 70; docker exec -it {cid} sh -c 'tty; stty size; sleep 0.5'",
+                           "/dev/null"], env=service.env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    assert "/dev/pts/" in proc.stdout.decode() and "20 70" in proc.stdout.decode(), proc.stdout
+    service.docker("rm", "-f", cid)
+
+
+def test_cp_both_ways(service: Service, tmp_path: Path) -> None:
+    cid = service.out("run", "-d", "busybox", "sleep", "60").strip()
+    (tmp_path / "file.txt").write_text("host data\n")
+    (tmp_path / "dir" / "sub").mkdir(parents=True)
+    (tmp_path / "dir" / "sub" / "inner").write_text("inner\n")
+    service.docker("cp", str(tmp_path / "file.txt"), f"{cid}:/tmp/")
+    service.docker("cp", str(tmp_path / "dir"), f"{cid}:/tmp/dir")
+    assert service.out("exec", cid, "cat", "/tmp/file.txt", "/tmp/dir/sub/inner") == "host data\ninner\n"
+    out = tmp_path / "out"
+    out.mkdir()
+    service.docker("exec", cid, "sh", "-c", "echo made inside > /made")
+    service.docker("cp", f"{cid}:/made", str(out / "made"))
+    service.docker("cp", f"{cid}:/tmp/dir", str(out))
+    assert (out / "made").read_text() == "made inside\n"
+    assert (out / "dir" / "sub" / "inner").read_text() == "inner\n"
+    proc = service.docker("cp", f"{cid}:/nonexistent", str(out), check=False)
+    assert proc.returncode == 1 and b"Could not find the file" in proc.stderr
+    assert "A /tmp/file.txt" in service.out("diff", cid)
+    service.docker("rm", "-f", cid)
+
+
+def test_volumes_and_prune(service: Service) -> None:
+    assert service.out("volume", "create", "apivol").strip() == "apivol"
+    assert "apivol" in service.out("volume", "ls", "--format", "{{.Name}}").split()
+    assert json.loads(service.out("volume", "inspect", "apivol"))[0]["Mountpoint"].endswith("/apivol/_data")
+    service.docker("run", "--rm", "-v", "apivol:/data", "busybox", "sh", "-c", "echo kept > /data/f")
+    assert service.out("run", "--rm", "-v", "apivol:/data", "busybox", "cat", "/data/f") == "kept\n"
+    service.docker("volume", "rm", "apivol")
+    assert service.docker("volume", "rm", "apivol", check=False).returncode == 1
+    service.docker("create", "--name", "stopped", "busybox", "true")
+    assert "Deleted Containers" in service.out("container", "prune", "-f")
+    service.docker("create", "--name", "stopped2", "busybox", "true")
+    assert "Total reclaimed space" in service.out("system", "prune", "-f")
+    assert service.out("ps", "-aq") == ""
+    assert service.out("images", "-q") != ""  # a tagged image is not dangling
+
+
+def test_cli_and_api_see_the_same_containers(service: Service) -> None:
+    runner = service.runner
+    sid = runner("run", "-d", "--name", "from-cli", "busybox", "sleep", "60").stdout.strip()
+    assert service.out("ps", "--format", "{{.ID}} {{.Names}}").split() == [sid[:12], "from-cli"]
+    did = service.out("run", "-d", "--name", "from-api", "busybox", "sleep", "60").strip()
+    assert did[:12] in runner("ps", "-q").stdout.split()
+    assert service.out("exec", "from-cli", "echo", "x") == "x\n"
+    runner("rm", "-f", "from-api")
+    service.docker("rm", "-f", "from-cli")
+    assert runner("ps", "-aq").stdout == ""
+
+
+# ---------------------------------------------------------------------------------------------- docker-py
+
+
+def test_docker_py(service: Service) -> None:
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{service.socket}", timeout=60)
+    try:
+        assert client.ping()
+        assert any("busybox:latest" in image.tags for image in client.images.list())
+        assert client.containers.run("busybox", ["echo", "py"], remove=True) == b"py\n"
+        container = client.containers.run("busybox", ["sh", "-c", "echo started; sleep 60"], detach=True,
+                                          name="pyc", labels={"k": "v"})
+        deadline = time.monotonic() + 10
+        while b"started" not in container.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert container.logs() == b"started\n"
+        container.reload()
+        assert container.status == "running" and container.labels == {"k": "v"}
+        result = container.exec_run(["sh", "-c", "echo out; exit 2"])
+        assert (result.exit_code, result.output) == (2, b"out\n")
+        assert [c.name for c in client.containers.list(filters={"label": "k=v"})] == ["pyc"]
+        container.kill()
+        assert container.wait()["StatusCode"] == 137
+        container.remove()
+        volume = client.volumes.create("pyvol", labels={"a": "b"})
+        assert volume.attrs["Labels"] == {"a": "b"}
+        assert "pyvol" in [v.name for v in client.volumes.list()]
+        volume.remove()
+        with pytest.raises(docker.errors.NotFound):
+            client.containers.get("nosuch")
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get("nosuch:tag")
+    finally:
+        client.close()
