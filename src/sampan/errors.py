@@ -60,6 +60,18 @@ class Unsupported(SampanError):
     http_status = 400
 
 
+class Unauthorized(SampanError):
+    """A registry refused the credentials, or wants some and none were given."""
+
+    http_status = 401
+
+
+class RegistryError(SampanError):
+    """A registry could not be reached, or answered outside the distribution protocol (HTML, bad status)."""
+
+    http_status = 502
+
+
 class PreflightError(SampanError):
     """The host lacks something sampan needs (root, overlayfs, namespaces)."""
 
