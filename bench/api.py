@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import containers as bench  # noqa: E402 - bench/containers.py: engines, cleanup and timing helpers
+import containers as bench  # bench/containers.py: engines, cleanup and timing helpers
 
 
 class Service:
@@ -37,7 +37,7 @@ class Service:
                                      start_new_session=True)
         self.env = {**os.environ, "DOCKER_HOST": f"unix://{self.sock}", "DOCKER_CONFIG": f"{sampan.base}/config"}
         deadline = time.monotonic() + 30
-        while subprocess.run([bench.DOCKER, "version"], env=self.env, capture_output=True).returncode != 0:
+        while subprocess.run([bench.DOCKER, "version"], env=self.env, capture_output=True, check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the service did not start: " + Path(f"{sampan.base}/service.log").read_text())
             time.sleep(0.1)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from conftest import SAMPAN, Sampan, remove_containers
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
@@ -32,7 +31,7 @@ class Service:
 
     def docker(self, *args: str, input: bytes | None = None, check: bool = True,
                timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
-        proc = subprocess.run(["docker", *args], env=self.env, input=input, capture_output=True, timeout=timeout,
+        proc = subprocess.run(["docker", *args], env=self.env, input=input, capture_output=True, timeout=timeout, check=False,
                               stdin=None if input is not None else subprocess.DEVNULL)
         if check:
             assert proc.returncode == 0, (args, proc.returncode, proc.stderr.decode())
@@ -77,7 +76,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> 
            "DOCKER_CLI_HINTS": "false"}
     try:
         deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "version"], env=env, capture_output=True).returncode != 0:
+        while subprocess.run(["docker", "version"], env=env, capture_output=True, check=False).returncode != 0:
             assert proc.poll() is None, log_path.read_text()
             assert time.monotonic() < deadline, "the service did not answer"
             time.sleep(0.1)
@@ -200,15 +199,16 @@ def test_run_detached_lifecycle(service: Service) -> None:
 def test_run_interactive_tty(service: Service) -> None:
     if shutil.which("script") is None:
         pytest.skip("script (util-linux) is not installed")
-    proc = subprocess.run(["script", "-eqc", "stty rows 30 cols 100; docker run -it --rm busybox sh -c "
-                           "'tty; stty size; exit 4'", "/dev/null"], env=service.env, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=60)
+    command = "stty rows 30 cols 100; docker run -it --rm busybox sh -c 'tty; stty size; exit 4'"
+    proc = subprocess.run(["script", "-eqc", command, "/dev/null"], env=service.env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=60, check=False)
     out = proc.stdout.decode()
     assert "/dev/pts/0" in out and "30 100" in out, out
     assert proc.returncode == 4
     cid = service.out("run", "-d", "busybox", "sleep", "60").strip()
-    proc = subprocess.run(["script", "-eqc", f"stty rows 20 cols 70; docker exec -it {cid} sh -c 'tty; stty size; sleep 0.5'",
-                           "/dev/null"], env=service.env, capture_output=True, stdin=subprocess.DEVNULL, timeout=60)
+    command = f"stty rows 20 cols 70; docker exec -it {cid} sh -c 'tty; stty size; sleep 0.5'"
+    proc = subprocess.run(["script", "-eqc", command, "/dev/null"], env=service.env, capture_output=True,
+                          stdin=subprocess.DEVNULL, timeout=60, check=False)
     assert "/dev/pts/" in proc.stdout.decode() and "20 70" in proc.stdout.decode(), proc.stdout
     service.docker("rm", "-f", cid)
 
