@@ -92,8 +92,11 @@ def proxy(master: int, done: Callable[[], bool]) -> None:
         sys_.set_winsize(master, rows, cols)
     sources = [master, 0]
     try:
-        while not done():
-            ready, _, _ = select.select(sources, [], [], 0.1)
+        while True:
+            finished = done()  # read before looking: output written just before the exit is still copied
+            ready, _, _ = select.select(sources, [], [], 0.0 if finished else 0.1)
+            if finished and master not in ready:
+                break
             if master in ready:
                 try:
                     data = os.read(master, 65536)
