@@ -167,8 +167,9 @@ def wait(engine: Engine, name: str, condition: str = "not-running") -> int:
     record = model.lookup(engine, name)
     if condition not in ("not-running", "next-exit", "removed"):
         raise InvalidArgument(f"invalid condition: {condition}")
-    if condition == "next-exit" and record.status not in ACTIVE:
-        while (now := records.get(engine.db.conn, record.id)) is not None and now.status not in ACTIVE:
+    if condition == "next-exit":  # an exit recorded after now, however short the run that led to it
+        while (now := records.get(engine.db.conn, record.id)) is not None and \
+                (now.finished_at <= record.finished_at or model.current(engine, now).status in ACTIVE):
             time.sleep(0.05)
     done = wait_not_running(engine, record.id, None)
     if condition == "removed":
