@@ -18,6 +18,8 @@ import pytest
 
 SAMPAN = str(Path(sys.executable).with_name("sampan"))
 SAMPAN_RUNC = str(Path(sys.executable).with_name("sampan-runc"))
+# Networks of test roots take /24s from here (each root has its own bridges; subnets clash with no host route).
+TEST_POOLS = "10.240.0.0/12/24"
 
 
 @dataclass
@@ -37,7 +39,8 @@ class Sampan:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "SAMPAN_ROOT": str(self.root), "SAMPAN_RUNROOT": str(self.runroot)}
+        return {**os.environ, "SAMPAN_ROOT": str(self.root), "SAMPAN_RUNROOT": str(self.runroot),
+                "SAMPAN_ADDRESS_POOLS": os.environ.get("SAMPAN_ADDRESS_POOLS", TEST_POOLS)}
 
     def __call__(self, *args: str, input: bytes | str | None = None, check: bool = True,
                  timeout: float = 120) -> Result:
@@ -75,6 +78,17 @@ def remove_containers(runner: Sampan) -> None:
     assert "container" not in leftovers, leftovers
 
 
+def remove_networks(runner: Sampan) -> None:
+    """Delete the root's kernel objects (its bridges and its nftables table); every root has its own names."""
+    if not (runner.root / "sampan.db").exists():
+        return
+    from sampan.engine import networks
+    from sampan.engine.context import Engine
+
+    with Engine(str(runner.root), str(runner.runroot)) as engine:
+        networks.purge_kernel(engine)
+
+
 @pytest.fixture
 def sampan(tmp_path: Path) -> Iterator[Sampan]:
     runner = Sampan(tmp_path / "root", tmp_path / "run")
@@ -84,6 +98,7 @@ def sampan(tmp_path: Path) -> Iterator[Sampan]:
     try:
         remove_containers(runner)
     finally:
+        remove_networks(runner)
         shutil.rmtree(tmp_path / "root", ignore_errors=True)
         shutil.rmtree(tmp_path / "run", ignore_errors=True)
 

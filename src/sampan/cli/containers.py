@@ -65,8 +65,17 @@ _CREATE_ARGS = (
     arg("--pid", default="", help="PID namespace to use"),
     arg("--ipc", default="", help="IPC mode to use"),
     arg("--uts", default="", help="UTS namespace to use"),
-    arg("--network", "--net", default="", help="Connect a container to a network (none, host)"),
+    arg("--network", "--net", default="", help="Connect a container to a network (bridge, NAME, none, host, "
+        "container:NAME)"),
+    arg("--network-alias", "--net-alias", action="append", default=[], help="Add network-scoped alias"),
+    arg("--ip", default="", help="IPv4 address (e.g., 172.30.100.104)"),
+    arg("--mac-address", default="", help="Container MAC address (e.g., 92:d0:c6:0a:29:33)"),
     arg("-p", "--publish", action="append", default=[], help="Publish a container's port(s) to the host"),
+    arg("-P", "--publish-all", action="store_true", help="Publish all exposed ports to random ports"),
+    arg("--dns", action="append", default=[], help="Set custom DNS servers"),
+    arg("--dns-search", action="append", default=[], help="Set custom DNS search domains"),
+    arg("--dns-option", "--dns-opt", action="append", default=[], help="Set DNS options"),
+    arg("--add-host", action="append", default=[], help="Add a custom host-to-IP mapping (host:ip)"),
     arg("--restart", default="no", help="Restart policy to apply when a container exits"),
     arg("--health-cmd", default="", help="Command to run to check health"),
     arg("--health-interval", default="", help="Time between running the check (ms|s|m|h)"),
@@ -170,29 +179,12 @@ def _parse_mount(text: str) -> dict[str, Any]:
     return mount
 
 
-def _check_publish(values: list[str]) -> None:
-    import re
-
-    for value in values:
-        if not re.fullmatch(r"(?:(?:\[?[0-9a-fA-F.:]+\]?:)?(?:\d+(?:-\d+)?)?:)?\d+(?:-\d+)?(?:/(?:tcp|udp|sctp))?",
-                            value):
-            raise InvalidArgument(f"invalid argument \"{value}\" for \"-p, --publish\" flag: invalid port "
-                                  "specification")
-    if values:
-        raise InvalidArgument("publishing ports needs a bridge network, which sampan does not have yet "
-                              "(use --network host)")
-
-
 def _create_options(a: Namespace, *, detach: bool = True, auto_remove: bool = False) -> Any:
     from sampan.engine.containers.create import CreateOptions
     from sampan.engine.specgen import RunOptions
 
-    _check_publish(a.publish)
-    network = a.network or "private"
-    if network in ("bridge", "default"):
-        network = "private"
-    if network not in ("private", "none", "host") and not network.startswith("container:"):
-        raise InvalidArgument(f"network {network} not found")
+    network = a.network or "bridge"
+    user_network = network if network not in ("none", "host") and not network.startswith("container:") else ""
     tmpfs = {}
     for item in a.tmpfs:
         destination, _, options = item.partition(":")
@@ -221,14 +213,17 @@ def _create_options(a: Namespace, *, detach: bool = True, auto_remove: bool = Fa
         memory_swap=a.memory_swap, memory_reservation=a.memory_reservation, cpus=a.cpus,
         cpu_shares=a.cpu_shares, cpuset_cpus=a.cpuset_cpus, pids_limit=a.pids_limit,
         oom_kill_disable=a.oom_kill_disable, devices=a.device, tmpfs=tmpfs, shm_size=a.shm_size, init=a.init,
-        network_mode=network, pid_mode=a.pid, ipc_mode=a.ipc, uts_mode=a.uts, labels=labels,
+        network_mode="private" if user_network else network, pid_mode=a.pid, ipc_mode=a.ipc, uts_mode=a.uts, labels=labels,
         stop_signal=a.stop_signal, cgroup_parent=a.cgroup_parent, oom_score_adj=a.oom_score_adj)
     return CreateOptions(
         image=a.image, run=run, name=a.name, binds=a.volume, mounts=[_parse_mount(m) for m in a.mount],
         volumes_from=a.volumes_from, restart=a.restart, auto_remove=auto_remove, log_driver=a.log_driver,
         log_opts=_key_values(a.log_opt, "log-opt"), healthcheck=healthcheck, no_healthcheck=a.no_healthcheck,
         stop_timeout=a.stop_timeout, runtime=a.runtime, attach_stdin="stdin" in attach,
-        attach_stdout="stdout" in attach, attach_stderr="stderr" in attach)
+        attach_stdout="stdout" in attach, attach_stderr="stderr" in attach,
+        network=user_network or "bridge", network_aliases=a.network_alias, ip=a.ip, mac_address=a.mac_address,
+        publish=a.publish, publish_all=a.publish_all, dns=a.dns, dns_search=a.dns_search,
+        dns_options=a.dns_option, extra_hosts=a.add_host)
 
 
 def _resolve_namespaces(engine: Engine, options: Any) -> None:
@@ -503,6 +498,7 @@ def update(engine: Engine, a: Namespace) -> int:
 def _ps_row(engine: Engine, record: Any, no_trunc: bool, size: bool) -> dict[str, Any]:
     import time
 
+    from sampan.engine import networks
     from sampan.engine.containers import query
     from sampan.units import human_duration, human_size
 
@@ -512,7 +508,8 @@ def _ps_row(engine: Engine, record: Any, no_trunc: bool, size: bool) -> dict[str
     row: dict[str, Any] = {
         "ID": record.id if no_trunc else record.id[:12], "Image": record.image,
         "Command": f'"{command_text}"', "CreatedAt": _created_at(record.created),
-        "RunningFor": human_duration(time.time() - record.created) + " ago", "Ports": "",
+        "RunningFor": human_duration(time.time() - record.created) + " ago",
+        "Ports": networks.ports_text(engine, record.id) if record.status in ("running", "paused") else "",
         "State": record.status, "Status": query.status_text(record), "Names": record.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted((record.config.get("Labels") or {}).items())),
         "Mounts": ",".join(m.get("Name") or m.get("Source", "") for m in record.mounts),
@@ -673,11 +670,21 @@ def top(engine: Engine, a: Namespace) -> None:
 @command("List port mappings or a specific mapping for the container",
          arg("container", metavar="CONTAINER"), arg("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]"))
 def port(engine: Engine, a: Namespace) -> int:
+    from sampan.engine import networks
     from sampan.engine.containers import model
 
-    model.lookup(engine, a.container)
+    record = model.lookup(engine, a.container)
+    reservations = networks.port_reservations(engine, record.id) if record.status in model.ACTIVE else []
     if a.port:
-        raise InvalidArgument(f"No public port '{a.port}' published for {a.container}")
+        number, _, proto = a.port.partition("/")
+        wanted = [p for p in reservations if str(p["container_port"]) == number and p["proto"] == (proto or "tcp")]
+        if not wanted:
+            raise InvalidArgument(f"No public port '{number}/{proto or 'tcp'}' published for {a.container}")
+        for p in wanted:
+            print(f"{p['host_ip'] or '0.0.0.0'}:{p['host_port']}")
+        return 0
+    for p in reservations:
+        print(f"{p['container_port']}/{p['proto']} -> {p['host_ip'] or '0.0.0.0'}:{p['host_port']}")
     return 0
 
 

@@ -42,6 +42,17 @@ VOLUME: dict[str, Entry] = {
 }
 VOLUME_ALIASES = {"list": "ls", "remove": "rm"}
 
+NETWORK: dict[str, Entry] = {
+    "connect": ("networks:connect", "Connect a container to a network"),
+    "create": ("networks:create", "Create a network"),
+    "disconnect": ("networks:disconnect", "Disconnect a container from a network"),
+    "inspect": ("networks:inspect", "Display detailed information on one or more networks"),
+    "ls": ("networks:ls", "List networks"),
+    "prune": ("networks:prune", "Remove all unused networks"),
+    "rm": ("networks:rm", "Remove one or more networks"),
+}
+NETWORK_ALIASES = {"list": "ls", "remove": "rm"}
+
 CONTAINER: dict[str, Entry] = {
     "attach": ("containers:attach", "Attach local standard input, output, and error streams to a running container"),
     "commit": ("container_files:commit", "Create a new image from a container's changes"),
@@ -74,6 +85,7 @@ CONTAINER_ALIASES = {"list": "ls", "ps": "ls", "remove": "rm"}
 GROUPS: dict[str, tuple[dict[str, Entry], dict[str, str], str]] = {
     "container": (CONTAINER, CONTAINER_ALIASES, "Manage containers"),
     "image": (IMAGE, IMAGE_ALIASES, "Manage images"),
+    "network": (NETWORK, NETWORK_ALIASES, "Manage networks"),
     "system": (SYSTEM, {}, "Manage sampan"),
     "volume": (VOLUME, VOLUME_ALIASES, "Manage volumes"),  # no top-level shortcuts, as Docker
 }

@@ -45,7 +45,8 @@ class Pump:
     def __init__(self, *, pid: int, outputs: dict[int, str], stdin_fd: int, tty_master: int,
                  log: JsonFileLog | None, listener: socket.socket | None, clients: list[Client],
                  stdin_once: bool, on_reaped: Callable[[int, int], None] | None = None,
-                 tick: Callable[[], float | None] | None = None) -> None:
+                 tick: Callable[[], float | None] | None = None,
+                 readers: dict[int, Callable[[int], None]] | None = None) -> None:
         self.pid = pid
         self.outputs = dict(outputs)  # fd -> "stdout"/"stderr" (a tty master is "stdout")
         self.stdin_fd = stdin_fd
@@ -56,6 +57,7 @@ class Pump:
         self.stdin_once = stdin_once
         self.on_reaped = on_reaped
         self.tick = tick
+        self.readers = dict(readers or {})  # extra fds and what to call when one is readable (the DNS responder)
         self.selector = selectors.DefaultSelector()
 
     # ------------------------------------------------------------------------------------------ the loop
@@ -72,6 +74,8 @@ class Pump:
                 self.selector.register(fd, selectors.EVENT_READ, "output")
             if self.listener is not None:
                 self.selector.register(self.listener, selectors.EVENT_READ, "listener")
+            for fd in self.readers:
+                self.selector.register(fd, selectors.EVENT_READ, "reader")
             for client in self.clients:
                 self.selector.register(client.sock, selectors.EVENT_READ, client)
             status = self._reap()
@@ -99,6 +103,8 @@ class Pump:
             self._read_output(key.fd)
         elif key.data == "listener":
             self._accept()
+        elif key.data == "reader":
+            self.readers[key.fd](key.fd)
         else:
             self._from_client(key.data)
 

@@ -122,6 +122,47 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX container_volumes_volume ON container_volumes(volume);
     """,
+    """
+    CREATE TABLE networks (
+        id       TEXT PRIMARY KEY,          -- 64 hex, as Docker
+        name     TEXT NOT NULL UNIQUE,
+        driver   TEXT NOT NULL DEFAULT 'bridge',
+        bridge   TEXT NOT NULL UNIQUE,      -- the Linux bridge's name
+        subnet   TEXT NOT NULL UNIQUE,      -- IPv4 CIDR
+        gateway  TEXT NOT NULL,
+        ip_range TEXT NOT NULL DEFAULT '',
+        internal INTEGER NOT NULL DEFAULT 0,
+        mtu      INTEGER NOT NULL DEFAULT 1500,
+        options  TEXT NOT NULL DEFAULT '{}',
+        labels   TEXT NOT NULL DEFAULT '{}',
+        created  REAL NOT NULL
+    );
+    CREATE TABLE network_attachments (        -- a container's configured networks (docker network connect)
+        container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        network_id   TEXT NOT NULL REFERENCES networks(id),
+        position     INTEGER NOT NULL,          -- connection order: the first gives the default route
+        aliases      TEXT NOT NULL DEFAULT '[]',
+        static_ip    TEXT NOT NULL DEFAULT '',  -- --ip
+        static_mac   TEXT NOT NULL DEFAULT '',  -- --mac-address
+        address      TEXT,                      -- the address reserved while the container runs, else NULL
+        mac          TEXT NOT NULL DEFAULT '',
+        endpoint_id  TEXT NOT NULL DEFAULT '',
+        veth         TEXT NOT NULL DEFAULT '',  -- the host end while running
+        PRIMARY KEY (container_id, network_id),
+        UNIQUE (network_id, address)
+    );
+    CREATE INDEX network_attachments_network ON network_attachments(network_id);
+    CREATE TABLE port_reservations (          -- published ports while a container runs (nft map elements)
+        container_id   TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+        proto          TEXT NOT NULL,
+        host_ip        TEXT NOT NULL,           -- '' for every address
+        host_port      INTEGER NOT NULL,
+        address        TEXT NOT NULL,           -- the container's address it is forwarded to
+        container_port INTEGER NOT NULL,
+        UNIQUE (proto, host_port, host_ip)
+    );
+    CREATE INDEX port_reservations_container ON port_reservations(container_id);
+    """,
 )
 
 

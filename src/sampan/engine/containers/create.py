@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sampan.engine import events, images
+from sampan.engine import events, images, networks
 from sampan.engine import volumes as volume_engine
 from sampan.engine.containers import model
 from sampan.engine.context import Engine
@@ -63,6 +63,17 @@ class CreateOptions:
     attach_stdin: bool = False
     attach_stdout: bool = False
     attach_stderr: bool = False
+    # Networking (``run.network_mode`` "private" joins ``network``; "none", "host", "container:" join none).
+    network: str = "bridge"
+    network_aliases: list[str] = field(default_factory=list)
+    ip: str = ""
+    mac_address: str = ""
+    publish: list[str] = field(default_factory=list)  # -p specs
+    publish_all: bool = False
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+    extra_hosts: list[str] = field(default_factory=list)  # --add-host NAME:IP
 
 
 @dataclass
@@ -306,7 +317,15 @@ def _config(image_name: str, image_config: dict[str, Any], options: CreateOption
     return config
 
 
-def _host_config(options: CreateOptions, restart: tuple[str, int]) -> dict[str, Any]:
+def _network_mode(options: CreateOptions) -> str:
+    mode = options.run.network_mode
+    if mode in ("private", "", "bridge", "default"):
+        return "bridge" if options.network in ("default", "") else options.network
+    return mode
+
+
+def _host_config(options: CreateOptions, restart: tuple[str, int],
+                 port_bindings: dict[str, Any] | None = None) -> dict[str, Any]:
     """Docker's ``HostConfig`` (the fields sampan honours), as ``inspect`` shows them."""
     run = options.run
     memory = parse_size(run.memory) if isinstance(run.memory, str) else (run.memory or 0)
@@ -320,8 +339,10 @@ def _host_config(options: CreateOptions, restart: tuple[str, int]) -> dict[str, 
     return {
         "Binds": list(options.binds) or None,
         "LogConfig": {"Type": options.log_driver, "Config": dict(options.log_opts)},
-        "NetworkMode": run.network_mode if run.network_mode not in ("private", "") else "none",
-        "PortBindings": {},
+        "NetworkMode": _network_mode(options),
+        "PortBindings": port_bindings or {}, "PublishAllPorts": options.publish_all,
+        "Dns": list(options.dns), "DnsOptions": list(options.dns_options), "DnsSearch": list(options.dns_search),
+        "ExtraHosts": list(options.extra_hosts) or None,
         "RestartPolicy": {"Name": restart[0], "MaximumRetryCount": restart[1]},
         "AutoRemove": options.auto_remove,
         "VolumeDriver": "", "VolumesFrom": list(options.volumes_from) or None,
@@ -406,6 +427,7 @@ def create(engine: Engine, options: CreateOptions) -> ContainerRecord:
         if os.path.normpath(path) not in covered:
             volumes.append(_Volume("volume", "", path, anonymous=True))
 
+    endpoint, port_bindings = _check_network(engine, options)
     placeholder = RunOptions(**{**dataclasses.asdict(run), "mounts": _spec_mounts(engine, volumes, check=False)})
     build_spec(image_config, placeholder, rootfs="/", container_id=container_id,
                passwd_lookup=lambda _user: (0, 0, []), group_lookup=lambda names: [0 for _ in names],
@@ -428,8 +450,8 @@ def create(engine: Engine, options: CreateOptions) -> ContainerRecord:
         record = ContainerRecord(
             id=container_id, name=name, image_id=image_id, image=image_name, created=time.time(),
             config=_config(image_name, image_config, options, hostname, healthcheck, labels),
-            host_config=_host_config(options, restart), mounts=_docker_mounts(engine, volumes))
-        _make_bundle(where, run, hostname)
+            host_config=_host_config(options, restart, port_bindings), mounts=_docker_mounts(engine, volumes))
+        _make_bundle(where, run, hostname, options, user_network=endpoint is not None and endpoint[0].user_defined)
         with engine.db.transaction() as tx:
             if not record.name:
                 record.name = model.random_name({r[0] for r in tx.execute("SELECT name FROM containers")})
@@ -440,6 +462,8 @@ def create(engine: Engine, options: CreateOptions) -> ContainerRecord:
             if images.lookup(engine, image_id)[0] != image_id:  # removed meanwhile
                 raise NotFound(f"No such image: {options.image}")
             records.insert(tx, record, sorted({v.source for v in volumes if v.kind == "volume"}))
+            if endpoint is not None:
+                networks.add_attachment(tx, record.id, endpoint[0], endpoint[1])
         events.record(engine, "container", "create", record.id, events.container_attributes(record))
         return record
     except BaseException:
@@ -513,7 +537,37 @@ def _driver_options_mount(engine: Engine, volume: _Volume) -> tuple[str, str, li
             ["bind" if "bind" in flags and "rbind" not in flags else "rbind", *ro])
 
 
-def _make_bundle(where: model.Places, run: RunOptions, hostname: str) -> None:
+def _check_network(engine: Engine, options: CreateOptions) -> tuple[Any, dict[str, Any]]:
+    """The network to join (with the endpoint options) and Docker's PortBindings; refuses bad values."""
+    import ipaddress
+
+    from sampan.network import ports
+
+    mode = options.run.network_mode
+    port_bindings = ports.parse_all(options.publish)
+    for item in options.extra_hosts:
+        host, sep, address = item.partition(":")
+        if not sep or not host or not address:
+            raise InvalidArgument(f"invalid argument \"{item}\" for \"--add-host\" flag: bad format for add-host: "
+                                  f"\"{item}\"")
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise InvalidArgument(f"invalid argument \"{item}\" for \"--add-host\" flag: invalid IP address in "
+                                  f"add-host: \"{address}\"") from None
+    if mode not in ("private", "", "bridge", "default"):
+        if (port_bindings or options.publish_all) and mode != "host":
+            raise InvalidArgument("conflicting options: port publishing and the container type network mode")
+        if options.ip or options.mac_address or options.network_aliases:
+            raise InvalidArgument("conflicting options: --ip, --mac-address and --network-alias need a network")
+        return None, {} if mode == "host" else port_bindings
+    endpoint = networks.Endpoint(_network_mode(options), list(options.network_aliases), options.ip,
+                                 options.mac_address)
+    return (networks.check_endpoint(engine, endpoint), endpoint), port_bindings
+
+
+def _make_bundle(where: model.Places, run: RunOptions, hostname: str, options: CreateOptions | None = None,
+                 user_network: bool = False) -> None:
     """The bundle directory: writable layer, mountpoint, hosts files and the saved options."""
     where.bundle.mkdir(mode=0o700)
     for path in (where.diff, where.work, where.rootfs):
@@ -526,15 +580,20 @@ def _make_bundle(where: model.Places, run: RunOptions, hostname: str) -> None:
             hosts = Path("/etc/hosts").read_text()
         except OSError:
             pass
+    for item in (options.extra_hosts if options else []):
+        host, _, address = item.partition(":")
+        hosts += f"{address}\t{host}\n"
     where.hosts.write_text(hosts)
-    where.resolv_conf.write_text(_resolv_conf())
+    where.resolv_conf.write_text(_resolv_conf(options, user_network and run.network_mode in ("private", "")))
     for path in (where.hostname, where.hosts, where.resolv_conf):
         os.chmod(path, 0o644)
     (where.bundle / OPTIONS_FILE).write_text(json.dumps(dataclasses.asdict(run)))
 
 
-def _resolv_conf() -> str:
-    """The host's resolv.conf without loopback name servers (unreachable from a container), as dockerd."""
+def _resolv_conf(options: CreateOptions | None = None, embedded_dns: bool = False) -> str:
+    """The host's resolv.conf without loopback name servers (unreachable from a container), as dockerd; on a
+    user network the embedded DNS server (127.0.0.11) instead, which forwards to the host's; --dns,
+    --dns-search and --dns-option replace the host's lines."""
     try:
         text = Path("/etc/resolv.conf").read_text()
     except OSError:
@@ -543,4 +602,16 @@ def _resolv_conf() -> str:
              if not re.match(r"\s*nameserver\s+(127\.|::1\b)", line)]
     if not any(line.strip().startswith("nameserver") for line in lines):
         lines += ["nameserver 8.8.8.8", "nameserver 8.8.4.4"]
+    if options is not None and options.dns_search:
+        lines = [line for line in lines if not line.strip().startswith(("search", "domain"))]
+        lines.append("search " + " ".join(s for s in options.dns_search if s != "."))
+    if options is not None and options.dns_options:
+        lines = [line for line in lines if not line.strip().startswith("options")]
+        lines.append("options " + " ".join(options.dns_options))
+    if embedded_dns and not (options is not None and options.dns):
+        lines = [line for line in lines if not line.strip().startswith("nameserver")]
+        lines.insert(0, f"nameserver {networks.DNS_ADDRESS}")
+    elif options is not None and options.dns:
+        lines = [line for line in lines if not line.strip().startswith("nameserver")]
+        lines[:0] = [f"nameserver {server}" for server in options.dns]
     return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from typing import Any
 
 from sampan._linux import process as sys_
 from sampan._linux.proc import process_start_time
-from sampan.engine import events
+from sampan.engine import events, networks
 from sampan.engine.containers import model, rootfs, runtimes
 from sampan.engine.containers.health import enabled as health_enabled
 from sampan.engine.containers.model import Places
@@ -283,8 +283,12 @@ class Monitor:
         record = self._record()
         fds = [fd for fd in (*io["outputs"], io["stdin"]) if fd >= 0]
         outputs = {str(fds.index(fd)): stream for fd, stream in io["outputs"].items()}
+        dns = None
+        if io.get("dns"):
+            dns = {"fd": len(fds), **io["dns_config"]}
+            fds.append(io["dns"][0])
         return {"pid": pid, "outputs": outputs, "stdin": fds.index(io["stdin"]) if io["stdin"] >= 0 else -1,
-                "tty": io["master"] >= 0, "stdin_once": bool(record.config.get("StdinOnce")),
+                "tty": io["master"] >= 0, "stdin_once": bool(record.config.get("StdinOnce")), "dns": dns,
                 "log": record.host_config.get("LogConfig") or {},
                 "healthcheck": record.config.get("Healthcheck") if health_enabled(record) else None}, fds
 
@@ -337,9 +341,11 @@ class Monitor:
             tmp.write_text(json.dumps(spec))
             os.rename(tmp, self.where.config)
             pid, io = self._create(driver, record, spec)
+            self._connect(record, pid, io)
             driver.start(self.id)
         except BaseException:
             driver.delete(self.id)
+            networks.teardown(self.engine, self.id)
             rootfs.unmount(self.where)
             raise
         with self.engine.db.transaction() as tx:
@@ -355,6 +361,33 @@ class Monitor:
                                  exit_code=0, error="", oom_killed=0, started_at=time.time(),
                                  restart_count=count, health=health)
         return pid, io
+
+    def _connect(self, record: ContainerRecord, pid: int, io: dict[str, Any]) -> None:
+        """Between create and start: the container's networks (its namespace exists, nothing runs in it yet);
+        its address goes into its /etc/hosts (rewritten in place: the file is bind-mounted)."""
+        from sampan.network import dns
+
+        joined = networks.attachments(self.engine, self.id)
+        wants_dns = any(network.user_defined for network, _ in joined) and \
+            "127.0.0.11" in self.where.resolv_conf.read_text()
+        sockets: list[int] = []
+        if not networks.setup(self.engine, record, pid,
+                              inside=(lambda: sockets.extend(dns.bind_sockets())) if wants_dns else None):
+            return
+        if sockets:
+            io["dns"] = sockets
+            io["dns_config"] = {
+                "names": [str(networks.names_dir(self.engine) / f"{network.id}.names")
+                          for network, _ in joined if network.user_defined],
+                "servers": list(record.host_config.get("Dns") or []) or dns.upstreams()}
+        joined = networks.attachments(self.engine, self.id)
+        lines = [line for line in self.where.hosts.read_text().splitlines(keepends=True)
+                 if not line.rstrip().endswith("\t" + record.config.get("Hostname", "")) or not line.strip()]
+        host = record.config.get("Hostname", "")
+        lines += [f"{row['address']}\t{host}\n" for _, row in joined[:1] if row["address"]]
+        with open(self.where.hosts, "r+") as f:
+            f.write("".join(lines))
+            f.truncate()
 
     def _create(self, driver: runtimes.Driver, record: ContainerRecord, spec: dict[str, Any]
                 ) -> tuple[int, dict[str, Any]]:
@@ -410,15 +443,24 @@ class Monitor:
         master = next(iter(outputs)) if handoff["tty"] else -1
         log = _open_log(handoff["log"], self.where, self.id)
         checker = health.Scheduler(self.engine, self.id, handoff["healthcheck"]) if handoff["healthcheck"] else None
+        responder = None
+        if handoff.get("dns"):
+            from sampan.network.dns import Responder
+
+            responder = Responder(os.dup(fds[handoff["dns"]["fd"]]), handoff["dns"]["names"],
+                                  handoff["dns"]["servers"])
         pump = Pump(pid=handoff["pid"], outputs=outputs, stdin_fd=stdin, tty_master=master, log=log,
                     listener=listener, clients=self.clients, stdin_once=handoff["stdin_once"],
-                    on_reaped=checker.reaped if checker else None, tick=checker.tick if checker else None)
+                    on_reaped=checker.reaped if checker else None, tick=checker.tick if checker else None,
+                    readers=responder.fds() if responder else None)
         try:
             return pump.run()
         finally:
             self.clients = pump.clients
             if checker is not None:
                 checker.stop()
+            if responder is not None:
+                responder.close()
             if log is not None:
                 log.close()
             for fd in fds:
@@ -437,6 +479,7 @@ class Monitor:
         code = 128 - code if code < 0 else code
         oom = driver.oom_killed(self.id)
         driver.delete(self.id)
+        networks.teardown(self.engine, self.id)
         rootfs.unmount(self.where)
         attributes = events.container_attributes(record)
         if oom:

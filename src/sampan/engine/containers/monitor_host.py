@@ -135,7 +135,9 @@ def _warm() -> None:
                  "sampan.runtime.container", "sampan.runtime.init", "sampan.runtime.rootfs",
                  "sampan.runtime.seccomp", "sampan.runtime.cgroups.v1", "sampan.runtime.cgroups.v2",
                  "sampan.runtime.cgroups.devices", "sampan.monitor.pump", "sampan.monitor.logs",
-                 "sampan.snapshot.snapshots", "sampan.units"):
+                 "sampan.snapshot.snapshots", "sampan.units", "sampan.engine.networks", "sampan.network.netlink",
+                 "sampan.network.firewall", "sampan.network.dns", "sampan.network.ports", "sampan.network.ipam",
+                 "pyroute2"):
         importlib.import_module(name)
     from sampan.engine.specgen import RunOptions, build_spec
     from sampan.runtime.container import compile_seccomp

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sampan.engine import images
+from sampan.engine import images, networks
 from sampan.engine.containers import model
 from sampan.engine.containers.model import ACTIVE
 from sampan.engine.context import Engine
@@ -173,7 +173,6 @@ def inspect(engine: Engine, name: str, *, size: bool = False) -> dict[str, Any]:
     where = model.places(engine, record.id)
     log_path = str(where.log(record.id)) if (record.host_config.get("LogConfig") or {}).get("Type") == \
         "json-file" else ""
-    network_mode = record.host_config.get("NetworkMode", "none")
     out: dict[str, Any] = {
         "Id": record.id, "Created": docker_time(record.created), "Path": _path_and_args(record)[0],
         "Args": _path_and_args(record)[1], "State": state_of(record), "Image": record.image_id,
@@ -184,16 +183,7 @@ def inspect(engine: Engine, name: str, *, size: bool = False) -> dict[str, Any]:
         "GraphDriver": {"Name": "overlay2", "Data": {"MergedDir": str(where.rootfs), "UpperDir": str(where.diff),
                                                     "WorkDir": str(where.work)}},
         "Mounts": record.mounts, "Config": record.config,
-        "NetworkSettings": {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-                            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-                            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-                            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-                            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-                            "Networks": {network_mode: {"IPAMConfig": None, "Links": None, "Aliases": None,
-                                                        "NetworkID": "", "EndpointID": "", "Gateway": "",
-                                                        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "",
-                                                        "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                                                        "MacAddress": "", "DriverOpts": None}}},
+        "NetworkSettings": networks.container_settings(engine, record),
     }
     if size:
         out["SizeRw"] = container_size(engine, record.id)

@@ -59,6 +59,10 @@ def find(engine: Engine) -> list[tuple[str, str]]:
                         (f" with processes {pids}" if pids else "")))
         if where.run.exists():
             out.append((record.id, f"container {short}: run-time directory {where.run} left"))
+    from sampan.engine import networks
+
+    active = {r.id for r in model.all_current(engine) if r.status in ACTIVE}
+    out += [item for item in networks.leftovers(engine, active) if item[0] in known]
     for directory in (engine.layout.containers, engine.layout.container_runs):
         for name in sorted(os.listdir(directory)) if directory.is_dir() else []:
             if name not in known:
@@ -92,6 +96,9 @@ def repair(engine: Engine) -> list[str]:
                 done.append(f"finished removing container {container_id[:12]}")
                 continue
             driver_of(engine, record).delete(container_id)
+            from sampan.engine import networks
+
+            networks.teardown(engine, container_id)
             cgroup = _cgroup(record)
             if cgroup.exists():
                 cgroup.kill_all(signal.SIGKILL)

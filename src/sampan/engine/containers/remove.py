@@ -12,7 +12,7 @@ import shutil
 import uuid
 from dataclasses import dataclass, field
 
-from sampan.engine import events
+from sampan.engine import events, networks
 from sampan.engine import volumes as volume_engine
 from sampan.engine.containers import model, rootfs
 from sampan.engine.containers.lifecycle import driver_of, locked, stop
@@ -43,6 +43,7 @@ def remove(engine: Engine, name: str, *, force: bool = False, volumes: bool = Fa
                 raise Conflict(f"container {record.id[:12]} was started again meanwhile")
             records.update_state(tx, record.id, status="removing")
         driver_of(engine, record).delete(record.id)
+        networks.teardown(engine, record.id)
         where = model.places(engine, record.id)
         rootfs.unmount(where)
         if where.bundle.exists():

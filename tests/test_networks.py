@@ -1,0 +1,249 @@
+"""Networking on the real kernel: bridges, veths, nftables DNAT, isolation, embedded DNS, cleanup.
+
+Every test's root has its own bridge and nftables table names (derived from the root's path), and the fixture
+deletes them. Traffic goes only to loopback and to addresses inside networks the tests create.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+_HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && httpd -f -v -h /www"
+
+
+def _links() -> set[str]:
+    return set(os.listdir("/sys/class/net"))
+
+
+def _kernel(sampan) -> tuple[set[str], dict]:
+    """This root's bridges/veths and its table's elements."""
+    from sampan.engine import networks
+    from sampan.network import firewall
+
+    engine = sampan.engine()
+    table = networks.table_name(engine)
+    elements = {k: v for k, v in firewall.listed(table).items() if v}
+    return _links(), elements
+
+
+def _ip(sampan, name: str, network: str = "bridge") -> str:
+    return sampan("inspect", "-f", f"{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}",
+                  name).stdout.strip()
+
+
+def _wait_http(sampan, client_args: list[str], url: str) -> str:
+    for _ in range(50):
+        result = sampan("run", "--rm", *client_args, "busybox", "wget", "-qO-", url, check=False)
+        if result.returncode == 0:
+            return result.stdout
+        time.sleep(0.1)
+    raise AssertionError(f"{url}: {result.stderr}")
+
+
+def _host_get(port: int, host: str = "127.0.0.1") -> bytes:
+    for _ in range(50):
+        try:
+            with socket.create_connection((host, port), timeout=2) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                return data
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing answers on {host}:{port}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_default_bridge_address_route_and_hosts(sampan, busybox) -> None:
+    out = sampan("run", "--rm", "busybox", "sh", "-c", "ip -4 addr show eth0; ip route; cat /etc/hosts").stdout
+    assert "inet 172." in out or "inet 192.168." in out or "inet 10." in out
+    assert "default via" in out
+    inspect = json.loads(sampan("network", "inspect", "bridge").stdout)[0]
+    assert inspect["Name"] == "bridge" and inspect["Driver"] == "bridge"
+    gateway = inspect["IPAM"]["Config"][0]["Gateway"]
+    assert f"default via {gateway}" in out
+    assert sampan("run", "--rm", "--network", "none", "busybox", "ls", "/sys/class/net").stdout.split() == ["lo"]
+
+
+def test_two_peers_talk_by_address_and_name_and_udp(sampan, busybox) -> None:
+    sampan("network", "create", "tnet")
+    sampan("run", "-d", "--name", "srv", "--network", "tnet", "--network-alias", "web", "busybox", "sh", "-c",
+           _HTTPD)
+    address = _ip(sampan, "srv", "tnet")
+    assert _wait_http(sampan, ["--network", "tnet"], f"http://{address}/").startswith("hello-")
+    assert _wait_http(sampan, ["--network", "tnet"], "http://srv/").startswith("hello-")
+    assert _wait_http(sampan, ["--network", "tnet"], "http://web/").startswith("hello-")
+    # UDP: the embedded DNS server answers over UDP (busybox-static has no UDP server applet for more)
+    out = sampan("run", "--rm", "--network", "tnet", "busybox", "nslookup", "web", "127.0.0.11").stdout
+    assert f"Address: {address}" in out
+
+
+def test_published_port_localhost_and_hairpin_keep_source(sampan, busybox) -> None:
+    port = _free_port()
+    sampan("run", "-d", "--name", "pub", "-p", f"{port}:80", "-p", f"127.0.0.1:{port + 1}:80", "busybox", "sh",
+           "-c", _HTTPD)
+    assert b"hello-" in _host_get(port)
+    assert b"hello-" in _host_get(port + 1)
+    assert sampan("port", "pub").stdout.splitlines() == [f"80/tcp -> 0.0.0.0:{port}",
+                                                        f"80/tcp -> 127.0.0.1:{port + 1}"]
+    assert sampan("port", "pub", "80").stdout.split() == [f"0.0.0.0:{port}", f"127.0.0.1:{port + 1}"]
+    assert f"0.0.0.0:{port}->80/tcp" in sampan("ps").stdout
+    ports = json.loads(sampan("inspect", "pub").stdout)[0]["NetworkSettings"]["Ports"]
+    assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": str(port)},
+                                {"HostIp": "127.0.0.1", "HostPort": str(port + 1)}]}
+    gateway = json.loads(sampan("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+    # from another container through the host's published port (hairpin): the server sees the client's address
+    out = sampan("run", "--rm", "--name", "client", "busybox", "sh", "-c",
+                 f"ip -4 -o addr show eth0; wget -qO- http://{gateway}:{port}/").stdout
+    client = out.split()[3].split("/")[0]
+    assert "hello-" in out
+    time.sleep(0.2)
+    assert f"[::ffff:{client}]:" in sampan("logs", "pub").stderr
+
+
+def test_networks_are_isolated(sampan, busybox) -> None:
+    sampan("network", "create", "left")
+    sampan("network", "create", "right")
+    sampan("run", "-d", "--name", "lsrv", "--network", "left", "busybox", "sh", "-c", _HTTPD)
+    address = _ip(sampan, "lsrv", "left")
+    assert _wait_http(sampan, ["--network", "left"], f"http://{address}/").startswith("hello-")
+    blocked = sampan("run", "--rm", "--network", "right", "busybox", "ping", "-c", "1", "-W", "1", address,
+                     check=False)
+    assert blocked.returncode != 0
+
+
+def test_static_ip_mac_and_dns_options(sampan, busybox) -> None:
+    sampan("network", "create", "--subnet", "10.251.7.0/24", "--gateway", "10.251.7.254", "stat")
+    out = sampan("run", "--rm", "--network", "stat", "--ip", "10.251.7.9", "--mac-address", "02:00:00:aa:bb:cc",
+                 "--add-host", "db:10.9.9.9", "--dns-search", "example.test", "--dns-option", "ndots:2",
+                 "busybox", "sh", "-c", "ip -o link show eth0; ip -4 -o addr show eth0; ip route; cat /etc/hosts "
+                 "/etc/resolv.conf").stdout
+    assert "02:00:00:aa:bb:cc" in out and "10.251.7.9/24" in out and "default via 10.251.7.254" in out
+    assert "10.9.9.9\tdb" in out and "search example.test" in out and "options ndots:2" in out
+    assert "nameserver 127.0.0.11" in out
+    out = sampan("run", "--rm", "--dns", "10.1.2.3", "busybox", "cat", "/etc/resolv.conf").stdout
+    assert out.startswith("nameserver 10.1.2.3")
+
+
+def test_fifty_concurrent_runs_get_distinct_addresses(sampan, busybox) -> None:
+    sampan("network", "create", "--subnet", "10.251.8.0/24", "many")
+
+    def one(i: int) -> str:
+        sampan("run", "-d", "--name", f"m{i}", "--network", "many", "busybox", "sleep", "120", timeout=300)
+        return _ip(sampan, f"m{i}", "many")
+
+    with ThreadPoolExecutor(50) as pool:
+        addresses = list(pool.map(one, range(50)))
+    assert len(set(addresses)) == 50, sorted(addresses)
+    assert len(json.loads(sampan("network", "inspect", "many").stdout)[0]["Containers"]) == 50
+    sampan("rm", "-f", *[f"m{i}" for i in range(50)])
+    assert not json.loads(sampan("network", "inspect", "many").stdout)[0]["Containers"]
+
+
+def test_bad_input_one_line_and_nothing_left(sampan, busybox) -> None:
+    before = _kernel(sampan)
+    sampan("network", "create", "--subnet", "10.251.9.0/24", "first")
+    r = sampan("network", "create", "--subnet", "10.251.9.128/25", "second", check=False)
+    assert r.returncode != 0 and r.stderr.strip() == "Error: Pool overlaps with other one on this address space"
+    r = sampan("network", "create", "first", check=False)
+    assert "network with name first already exists" in r.stderr
+    r = sampan("run", "--rm", "-p", "80:80:80:80", "busybox", "true", check=False)
+    assert r.returncode == 125 and "invalid port specification" in r.stderr and len(r.stderr.splitlines()) == 1
+    r = sampan("run", "--rm", "-p", "99999:80", "busybox", "true", check=False)
+    assert r.returncode == 125 and "invalid port" in r.stderr
+    # a host port in use: refused, and the container leaves nothing in the kernel
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        r = sampan("run", "--rm", "-p", f"{port}:80", "busybox", "true", check=False)
+        assert r.returncode == 125 and "port is already allocated" in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1
+        engine = sampan.engine()
+        assert not engine.db.conn.execute("SELECT * FROM port_reservations").fetchall()
+        assert not engine.db.conn.execute("SELECT * FROM network_attachments WHERE veth != ''").fetchall()
+    finally:
+        holder.close()
+    # an exhausted network
+    sampan("network", "create", "--subnet", "10.251.10.0/30", "tiny")
+    sampan("run", "-d", "--name", "only", "--network", "tiny", "busybox", "sleep", "30")
+    r = sampan("run", "--rm", "--network", "tiny", "busybox", "true", check=False)
+    assert r.returncode == 125 and "no available IPv4 addresses" in r.stderr
+    # removing a network in use
+    r = sampan("network", "rm", "tiny", check=False)
+    assert r.returncode != 0 and "has active endpoints" in r.stderr
+    sampan("rm", "-f", "only")
+    sampan("network", "rm", "tiny", "first")
+    r = sampan("network", "rm", "bridge", check=False)
+    assert "pre-defined network" in r.stderr
+    after = _kernel(sampan)
+    assert {n for n in after[0] if n.startswith(("veth", "br-"))} <= {n for n in before[0]
+                                                                     if n.startswith(("veth", "br-"))}
+    assert not after[1].get("any_addr") and not after[1].get("ip_addr")
+
+
+def test_teardown_on_stop_rm_and_killed_monitor(sampan, busybox) -> None:
+    port = _free_port()
+    sampan("run", "-d", "--name", "killed", "-p", f"{port}:80", "busybox", "sleep", "300")
+    engine = sampan.engine()
+    from sampan.engine import networks
+
+    record_id = sampan("inspect", "-f", "{{.Id}}", "killed").stdout.strip()
+    veth = engine.db.conn.execute("SELECT veth FROM network_attachments WHERE container_id = ?",
+                                  (record_id,)).fetchone()[0]
+    assert veth in _links()
+    assert _kernel(sampan)[1].get("any_addr")
+    sampan("stop", "-t", "0", "killed")
+    assert veth not in _links() and not _kernel(sampan)[1].get("any_addr")
+    assert not networks.port_reservations(engine, record_id)
+    sampan("start", "killed")
+    assert _kernel(sampan)[1].get("any_addr")
+    # a killed monitor and init: system check reports the reservation, --repair removes it
+    pids = json.loads(sampan("inspect", "killed").stdout)[0]["State"]["Pid"]
+    monitor = engine.db.conn.execute("SELECT monitor_pid FROM containers WHERE id = ?", (record_id,)).fetchone()[0]
+    os.kill(monitor, 9)
+    os.kill(pids, 9)
+    time.sleep(0.5)
+    check = sampan("system", "check", check=False).stdout
+    assert "network reservation" in check, check
+    sampan("system", "check", "--repair")
+    assert not _kernel(sampan)[1].get("any_addr")
+    assert not networks.port_reservations(engine, record_id)
+    sampan("rm", "-f", "killed")
+    assert "network" not in sampan("system", "check").stdout
+
+
+def test_network_ls_connect_disconnect_prune(sampan, busybox) -> None:
+    sampan("network", "create", "--label", "a=b", "extra")
+    names = sampan("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert names == ["bridge", "extra", "host", "none"]
+    sampan("create", "--name", "cc", "busybox", "sleep", "30")
+    sampan("network", "connect", "extra", "cc")
+    sampan("start", "cc")
+    networks = json.loads(sampan("inspect", "cc").stdout)[0]["NetworkSettings"]["Networks"]
+    assert set(networks) == {"bridge", "extra"} and networks["extra"]["IPAddress"]
+    out = sampan("exec", "cc", "ip", "-4", "-o", "addr").stdout
+    assert "eth0" in out and "eth1" in out
+    sampan("rm", "-f", "cc")
+    assert sampan("network", "prune", "-f").stdout.split() == ["Deleted", "Networks:", "extra"]
+
+
+def test_run_rm_bridge_overhead(sampan, busybox) -> None:
+    """Sanity bound only (the benchmark measures it): a default-network run stays quick."""
+    sampan("run", "--rm", "busybox", "true")
+    start = time.monotonic()
+    for _ in range(3):
+        sampan("run", "--rm", "busybox", "true")
+    assert (time.monotonic() - start) / 3 < 2.0
+
