@@ -205,6 +205,10 @@ def test_teardown_on_stop_rm_and_killed_monitor(sampan, busybox) -> None:
     assert veth in _links()
     assert _kernel(sampan)[1].get("any_addr")
     sampan("stop", "-t", "0", "killed")
+    for _ in range(50):  # the kernel deletes the pair with the container's namespace, asynchronously
+        if veth not in _links():
+            break
+        time.sleep(0.1)
     assert veth not in _links() and not _kernel(sampan)[1].get("any_addr")
     assert not networks.port_reservations(engine, record_id)
     sampan("start", "killed")

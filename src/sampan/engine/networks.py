@@ -513,8 +513,11 @@ def setup(engine: Engine, record: Any, pid: int, inside: Any = None) -> bool:
     return True
 
 
-def teardown(engine: Engine, container_id: str) -> list[str]:
-    """Undo ``setup`` (idempotent): DNAT elements, veths, then the reservations. Returns what was removed."""
+def teardown(engine: Engine, container_id: str, links: bool = True) -> list[str]:
+    """Undo ``setup`` (idempotent): DNAT elements, veths, then the reservations. Returns what was removed.
+    ``links=False`` (the monitor, once the container's init is gone) leaves the veths to the kernel, which
+    deletes a pair when its namespace goes: deleting one waits for an RCU grace period (~15 ms), a cost every
+    ``run --rm`` would pay. ``rm`` and ``system check --repair`` delete any that are left."""
     from sampan.network import firewall, netlink
 
     done = []
@@ -527,7 +530,7 @@ def teardown(engine: Engine, container_id: str) -> list[str]:
     rows = conn.execute("SELECT network_id, veth, address FROM network_attachments WHERE container_id = ? AND "
                         "(address IS NOT NULL OR veth != '')", (container_id,)).fetchall()
     for row in rows:
-        if row["veth"] and netlink.delete_link(row["veth"]):
+        if links and row["veth"] and netlink.delete_link(row["veth"]):
             done.append(f"veth {row['veth']}")
         if row["address"]:
             done.append(f"address {row['address']}")
@@ -537,7 +540,8 @@ def teardown(engine: Engine, container_id: str) -> list[str]:
             tx.execute("UPDATE network_attachments SET address = NULL, veth = '', endpoint_id = '' WHERE "
                        "container_id = ?", (container_id,))
         for row in rows:
-            write_names(engine, row["network_id"])
+            if row["network_id"] != ensure_default(engine).id:
+                write_names(engine, row["network_id"])
     return done
 
 

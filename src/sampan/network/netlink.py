@@ -145,11 +145,18 @@ def attach(netns_path: str, interfaces: list[Interface], inside: Any = None) -> 
             bridge = ip.link_lookup(ifname=iface.bridge)
             if not bridge:
                 raise NetlinkError(f"bridge {iface.bridge} does not exist")
+            peer = {"ifname": iface.ifname, "net_ns_fd": ns_fd, "address": iface.mac, "mtu": iface.mtu}
             try:
-                ip.link("add", ifname=iface.host_name, kind="veth", mtu=iface.mtu,
-                        peer={"ifname": iface.ifname, "net_ns_fd": ns_fd, "address": iface.mac, "mtu": iface.mtu})
+                ip.link("add", ifname=iface.host_name, kind="veth", mtu=iface.mtu, peer=peer)
             except Exception as e:  # noqa: BLE001
-                raise NetlinkError(f"cannot create veth {iface.host_name}: {e}") from None
+                if getattr(e, "code", 0) != 17:
+                    raise NetlinkError(f"cannot create veth {iface.host_name}: {e}") from None
+                # the previous run's pair, not yet deleted by the kernel with its namespace (a restart)
+                try:
+                    ip.link("del", ifname=iface.host_name)
+                    ip.link("add", ifname=iface.host_name, kind="veth", mtu=iface.mtu, peer=peer)
+                except Exception as e2:  # noqa: BLE001
+                    raise NetlinkError(f"cannot create veth {iface.host_name}: {e2}") from None
             made.append(iface.host_name)
             index = ip.link_lookup(ifname=iface.host_name)[0]
             ip.link("set", index=index, master=bridge[0], state="up")

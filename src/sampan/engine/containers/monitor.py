@@ -479,7 +479,7 @@ class Monitor:
         code = 128 - code if code < 0 else code
         oom = driver.oom_killed(self.id)
         driver.delete(self.id)
-        networks.teardown(self.engine, self.id)
+        networks.teardown(self.engine, self.id, links=False)
         rootfs.unmount(self.where)
         attributes = events.container_attributes(record)
         if oom:
