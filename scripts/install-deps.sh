@@ -2,7 +2,7 @@
 # Install the Debian packages sampan and its tests need, only when some are missing (apt-get update is slow).
 set -euo pipefail
 packages=(python3 python3-venv python3-dev gcc tar busybox-static debootstrap docker.io skopeo umoci runc
-          docker-registry iproute2 kmod tini apache2-utils)
+          docker-registry iproute2 kmod tini apache2-utils fuse3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

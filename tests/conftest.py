@@ -70,6 +70,7 @@ def remove_containers(runner: Sampan) -> None:
     if ids:
         runner("rm", "-f", "-v", *ids, check=False)
     leftovers = runner("system", "check", check=False).stdout
+    subprocess.run(["umount", "-l", str(runner.runroot / "procview")], check=False, capture_output=True)
     mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
               if line.split()[4].startswith((str(runner.root), str(runner.runroot)))]
     for mount in sorted(mounts, reverse=True):
@@ -97,6 +98,8 @@ def sampan(tmp_path: Path) -> Iterator[Sampan]:
         engine.close()
     try:
         remove_containers(runner)
+        # the /proc view's server ends when its mount goes
+        subprocess.run(["umount", "-l", str(runner.runroot / "procview")], check=False, capture_output=True)
     finally:
         remove_networks(runner)
         shutil.rmtree(tmp_path / "root", ignore_errors=True)

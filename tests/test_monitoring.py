@@ -74,3 +74,63 @@ def test_stop_kill_oom_pause_events(sampan: Sampan, busybox: str) -> None:
     kills = [e for e in _events(sampan, since, "container=s1", "event=kill")]
     assert kills[0]["Actor"]["Attributes"]["signal"] in ("15", "9")
     assert [e["Action"] for e in _events(sampan, since, "container=hog")][-2:] == ["oom", "die"]
+
+
+def _meminfo_total(text: str) -> int:
+    return int(next(line for line in text.splitlines() if line.startswith("MemTotal:")).split()[1])
+
+
+def test_proc_view_shows_the_container_limits(sampan: Sampan, busybox: str) -> None:
+    script = "cat /proc/meminfo; echo ===; grep -c ^processor /proc/cpuinfo; echo ===; cat /proc/uptime; " \
+             "echo ===; cat /proc/loadavg; echo ===; head -3 /proc/stat; echo ===; cat /proc/swaps"
+    out = sampan("run", "--rm", "--network", "none", "-m", "64m", "--memory-swap", "96m", "--cpus", "1", "busybox",
+                 "sh", "-c",
+                 script).stdout.split("===\n")
+    meminfo, cpus, uptime, loadavg, stat, swaps = out
+    assert _meminfo_total(meminfo) == 64 * 1024
+    free = int(next(line for line in meminfo.splitlines() if line.startswith("MemFree:")).split()[1])
+    assert 0 < free <= 64 * 1024
+    assert cpus.strip() == "1"
+    assert 0 <= float(uptime.split()[0]) < 30
+    assert len(loadavg.split()) == 5 and "/" in loadavg.split()[3]
+    assert [line.split()[0] for line in stat.splitlines()] == ["cpu", "cpu0", stat.splitlines()[2].split()[0]]
+    assert stat.splitlines()[2].split()[0] != "cpu1"
+    assert "32768" in swaps  # --memory-swap less --memory
+    host_total = _meminfo_total(open("/proc/meminfo").read())
+    off = sampan("run", "--rm", "--network", "none", "-m", "64m", "--proc-view", "false", "busybox", "cat",
+                 "/proc/meminfo").stdout
+    assert _meminfo_total(off) == host_total
+    assert _meminfo_total(sampan("run", "--rm", "--network", "none", "busybox", "cat", "/proc/meminfo").stdout) \
+        <= host_total
+
+
+def test_proc_view_survives_its_server(sampan: Sampan, busybox: str) -> None:
+    import os
+    import signal
+    import subprocess
+
+    sampan("run", "-d", "--network", "none", "--name", "long", "-m", "64m", "busybox", "sleep", "1000")
+    before = sampan("exec", "long", "cat", "/proc/meminfo").stdout
+    assert _meminfo_total(before) == 64 * 1024
+    mountpoint = str(sampan.runroot / "procview")
+    servers = [int(p) for p in subprocess.run(["pgrep", "-f", f"sampan.procview.server {mountpoint}"],
+                                              capture_output=True, text=True, check=False).stdout.split()]
+    assert servers
+    children = [int(p) for pid in servers for p in subprocess.run(
+        ["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False).stdout.split()]
+    for pid in children:  # the FUSE server; its keeper survives and takes over
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while True:
+        result = sampan("exec", "long", "cat", "/proc/meminfo", check=False)
+        if result.returncode == 0 and result.stdout:
+            break
+        assert time.monotonic() < deadline, result
+        time.sleep(0.1)
+    assert _inspect_running(sampan, "long")  # the container kept running: its files fell back to the real ones
+    again = sampan("run", "--rm", "--network", "none", "-m", "32m", "busybox", "cat", "/proc/meminfo").stdout
+    assert _meminfo_total(again) == 32 * 1024
+
+
+def _inspect_running(sampan: Sampan, name: str) -> bool:
+    return json.loads(sampan("inspect", name).stdout)[0]["State"]["Running"]

@@ -87,6 +87,8 @@ _CREATE_ARGS = (
     arg("--log-opt", action="append", default=[], help="Log driver options"),
     arg("--runtime", default="", help="Runtime to use for this container (sampan, or an OCI runtime binary)"),
     arg("--cgroup-parent", default="", help="Optional parent cgroup for the container"),
+    arg("--proc-view", default="true", choices=["true", "false"],
+        help="Show the container's limits in /proc/meminfo, cpuinfo, stat, uptime, loadavg, diskstats, swaps"),
 )
 
 _RUN_ARGS = (
@@ -219,7 +221,8 @@ def _create_options(a: Namespace, *, detach: bool = True, auto_remove: bool = Fa
         image=a.image, run=run, name=a.name, binds=a.volume, mounts=[_parse_mount(m) for m in a.mount],
         volumes_from=a.volumes_from, restart=a.restart, auto_remove=auto_remove, log_driver=a.log_driver,
         log_opts=_key_values(a.log_opt, "log-opt"), healthcheck=healthcheck, no_healthcheck=a.no_healthcheck,
-        stop_timeout=a.stop_timeout, runtime=a.runtime, attach_stdin="stdin" in attach,
+        stop_timeout=a.stop_timeout, runtime=a.runtime, proc_view=a.proc_view == "true",
+        attach_stdin="stdin" in attach,
         attach_stdout="stdout" in attach, attach_stderr="stderr" in attach,
         network=user_network or "bridge", network_aliases=a.network_alias, ip=a.ip, mac_address=a.mac_address,
         publish=a.publish, publish_all=a.publish_all, dns=a.dns, dns_search=a.dns_search,

@@ -5,8 +5,9 @@
 supervises it. When the server dies, the keeper unmounts its dead mount and, in every container still bound to
 it, unmounts the stale files (entering the container's mount namespace in a forked child), so those containers
 fall back to their real /proc files instead of getting "transport endpoint is not connected"; then it serves a new
-mount for the containers that start next. When the mount is removed from outside (``system check --repair``, a
-test's cleanup) the server's loop ends normally and the keeper exits.
+mount for the containers that start next. When no container has used the view for a minute, the keeper
+unmounts it; when the mount goes (that way, or from outside) the server's loop ends normally and the keeper
+exits. The next container to want the view starts it again.
 
 One mount for all containers (as LXCFS) rather than one per container keeps the view's memory to one Python
 process in all, and its start off the path of ``run`` once it is up.
@@ -23,6 +24,8 @@ from sampan.procview.fs import FILES
 
 FSNAME = "sampan-procview"
 _START_TIMEOUT_S = 10.0
+_IDLE_CHECK_S = 15.0  # how often the keeper looks for containers using the view
+_IDLE_EXIT_S = 60.0  # unused this long: the view is unmounted and its processes end
 _MNT_DETACH = 2
 
 
@@ -112,7 +115,8 @@ def _serve(path: str) -> None:  # pragma: no cover - the forked server
 
     from sampan.procview.fs import ProcView
 
-    FUSE(ProcView(), path, raw_fi=True, foreground=True, allow_other=True, fsname=FSNAME, subtype=FSNAME,
+    FUSE(ProcView(), path, raw_fi=True, foreground=True, nothreads=True, allow_other=True, fsname=FSNAME,
+         subtype=FSNAME,
          default_permissions=True)
 
 
@@ -151,6 +155,40 @@ def _release_containers(source: str) -> None:
     del source
 
 
+def in_use() -> bool:
+    """Whether any mount namespace but ours has the view's files bound (a container using it)."""
+    ours = os.readlink("/proc/self/ns/mnt")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.readlink(f"/proc/{pid}/ns/mnt") == ours:
+                continue
+        except OSError:
+            continue
+        if any(point.startswith("/proc/") for point, _ in _mounts_of(pid)):
+            return True
+    return False
+
+
+def _wait_while_used(pid: int, path: str) -> int:
+    """Wait for the server; unmount the view (ending the server) once no container has used it for a while."""
+    unused_since = None
+    next_check = time.monotonic() + _IDLE_CHECK_S
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.5)
+        if time.monotonic() < next_check:
+            continue
+        next_check = time.monotonic() + _IDLE_CHECK_S
+        if in_use():
+            unused_since = None
+        elif unused_since is None:
+            unused_since = time.monotonic()
+        elif time.monotonic() - unused_since >= _IDLE_EXIT_S:
+            unmount(path)
+
+
 def keep(path: str) -> None:  # pragma: no cover - the keeper process
     """Run the server; after a crash release the containers and serve again; end when unmounted from outside."""
     null = os.open(os.devnull, os.O_RDWR)
@@ -165,7 +203,7 @@ def keep(path: str) -> None:  # pragma: no cover - the keeper process
                 code = 0
             finally:
                 os._exit(code)
-        _, status = os.waitpid(pid, 0)
+        status = _wait_while_used(pid, path)
         if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and \
                 not any(point == path for point, _ in _mounts_of()):
             return  # unmounted from outside: the view is no longer wanted

@@ -60,6 +60,7 @@ class CreateOptions:
     no_healthcheck: bool = False
     stop_timeout: int | None = None
     runtime: str = ""
+    proc_view: bool = True  # the container-aware /proc files (sampan.procview)
     attach_stdin: bool = False
     attach_stdout: bool = False
     attach_stderr: bool = False
@@ -352,6 +353,7 @@ def _host_config(options: CreateOptions, restart: tuple[str, int],
         "ReadonlyRootfs": run.read_only, "SecurityOpt": list(run.security_opt) or None,
         "Tmpfs": dict(run.tmpfs) or None, "UTSMode": run.uts_mode, "ShmSize": shm,
         "Runtime": options.runtime or "sampan", "Init": run.init or None, "CgroupParent": run.cgroup_parent,
+        "ProcView": options.proc_view,
         "Sysctls": dict(run.sysctls) or None,
         "Memory": memory, "MemorySwap": swap, "MemoryReservation": reservation, "NanoCpus": cpus,
         "CpuShares": run.cpu_shares or 0, "CpusetCpus": run.cpuset_cpus, "PidsLimit": run.pids_limit,

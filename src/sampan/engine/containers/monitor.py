@@ -337,6 +337,7 @@ class Monitor:
                                            "/etc/resolv.conf": str(self.where.resolv_conf)},
                               passwd_lookup=lambda user: lookup_user(root, user),
                               group_lookup=lambda names: lookup_groups(root, names), init_path=init_path)
+            _add_proc_view(self.engine, record, spec)
             tmp = self.where.config.with_suffix(".tmp")
             tmp.write_text(json.dumps(spec))
             os.rename(tmp, self.where.config)
@@ -530,6 +531,18 @@ class Monitor:
             except SampanError:
                 pass
         return record.exit_code
+
+
+def _add_proc_view(engine: Engine, record: ContainerRecord, spec: dict[str, Any]) -> None:
+    """Bind the container-aware /proc files over the container's own (unless ``--proc-view=false``)."""
+    if not record.host_config.get("ProcView", True):
+        return
+    from sampan.procview import server
+
+    path = server.ensure(str(engine.layout.runroot))
+    if path is not None:
+        taken = {m["destination"] for m in spec["mounts"]}
+        spec["mounts"] += [m for m in server.spec_mounts(path) if m["destination"] not in taken]
 
 
 def _wants_restart(record: ContainerRecord, code: int) -> bool:

@@ -63,6 +63,11 @@ def find(engine: Engine) -> list[tuple[str, str]]:
 
     active = {r.id for r in model.all_current(engine) if r.status in ACTIVE}
     out += [item for item in networks.leftovers(engine, active) if item[0] in known]
+    from sampan.procview.server import mounted, mountpoint, serving
+
+    view = mountpoint(str(engine.layout.runroot))
+    if mounted(view) and not serving(view):
+        out.append(("", f"leftover {view}: the /proc view, its server gone"))
     for directory in (engine.layout.containers, engine.layout.container_runs):
         for name in sorted(os.listdir(directory)) if directory.is_dir() else []:
             if name not in known:
@@ -77,6 +82,13 @@ def repair(engine: Engine) -> list[str]:
 
     done = []
     for container_id, description in find(engine):
+        if not container_id and description.endswith("the /proc view, its server gone"):
+            from sampan.procview.server import unmount
+
+            path = description.removeprefix("leftover ").partition(":")[0]
+            unmount(path)
+            done.append(f"unmounted {path}")
+            continue
         if not container_id:
             path = description.removeprefix("leftover ")
             if rootfs.mounted(os.path.join(path, "merged")):
