@@ -245,7 +245,11 @@ def test_bad_run_options_are_refused_and_leave_nothing(sampan: Sampan, busybox: 
 
 
 def test_unknown_image_and_taken_names(sampan: Sampan, busybox: str) -> None:
-    assert "No such image" in _error_line(sampan("run", "nosuchimage", check=False), 125)
+    missing = sampan("run", "127.0.0.1:1/nosuchimage", check=False)  # pulled first: nothing listens there
+    assert missing.returncode == 125 and missing.stderr.splitlines()[0] == \
+        "Unable to find image '127.0.0.1:1/nosuchimage:latest' locally"
+    assert missing.stderr.splitlines()[1].startswith("Error: ") and len(missing.stderr.splitlines()) == 2
+    assert "No such image" in _error_line(sampan("run", "--pull", "never", "nosuchimage", check=False), 125)
     sampan("create", "--name", "taken", "busybox")
     assert "already in use" in _error_line(sampan("run", "--name", "taken", "busybox", check=False), 125)
     assert "No such container" in _error_line(sampan("start", "nosuch", check=False), 1)

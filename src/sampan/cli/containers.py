@@ -87,6 +87,8 @@ _CREATE_ARGS = (
     arg("--log-opt", action="append", default=[], help="Log driver options"),
     arg("--runtime", default="", help="Runtime to use for this container (sampan, or an OCI runtime binary)"),
     arg("--cgroup-parent", default="", help="Optional parent cgroup for the container"),
+    arg("--pull", default="missing", help='Pull image before running ("always", "missing", "never")'),
+    arg("--platform", default="", help="Set platform if server is multi-platform capable"),
     arg("--proc-view", default="true", choices=["true", "false"],
         help="Show the container's limits in /proc/meminfo, cpuinfo, stat, uptime, loadavg, diskstats, swaps"),
 )
@@ -248,7 +250,32 @@ def _create(engine: Engine, a: Namespace, *, detach: bool, auto_remove: bool) ->
 
     options = _create_options(a, detach=detach, auto_remove=auto_remove)
     _resolve_namespaces(engine, options)
+    _ensure_image(engine, a.image, a.pull, a.platform)
     return create(engine, options)
+
+
+def _ensure_image(engine: Engine, name: str, policy: str, platform: str) -> None:
+    """``--pull missing|always|never``: pull as ``docker run`` does, its progress on stderr."""
+    from sampan.engine import images
+    from sampan.errors import NotFound
+    from sampan.image import reference
+
+    if policy not in ("missing", "always", "never"):
+        raise InvalidArgument(f'invalid pull option: "{policy}": must be one of "always", "missing" or "never"')
+    if policy != "always":
+        try:
+            images.resolve(engine, name)
+            return
+        except NotFound:
+            if policy == "never":
+                raise
+    ref = reference.parse(name)
+    from sampan.cli.distribution import progress_printer
+    from sampan.engine.pull import pull
+
+    if policy == "missing":
+        print(f"Unable to find image '{ref.with_default_tag().familiar()}' locally", file=sys.stderr, flush=True)
+    pull(engine, name, platform=platform or None, progress=progress_printer(sys.stderr))
 
 
 def _as_engine_error(e: SampanError) -> SampanError:

@@ -103,6 +103,11 @@ class _Bars:
         pass
 
 
+def progress_printer(out: TextIO) -> _Printer | _Bars:
+    """Pull progress as the docker CLI shows it on ``out``: bars on a terminal, plain lines otherwise."""
+    return _Bars(out) if out.isatty() else _Printer(out)
+
+
 @command("Download an image from a registry",
          arg("name", metavar="NAME[:TAG|@DIGEST]"),
          arg("-a", "--all-tags", action="store_true", help="Download all tagged images in the repository"),
@@ -117,7 +122,7 @@ def pull(engine: Engine, a: Namespace) -> None:
     ref = reference.parse(a.name)
     printer: _Printer | _Bars | None = None
     if not a.quiet:
-        printer = _Bars(sys.stdout) if sys.stdout.isatty() else _Printer(sys.stdout)
+        printer = progress_printer(sys.stdout)
         if not a.all_tags and ref.tag is None and ref.digest is None:
             print("Using default tag: latest", flush=True)
     results = pull_image(engine, a.name, platform=a.platform or None, all_tags=a.all_tags, progress=printer)
