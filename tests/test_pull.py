@@ -135,6 +135,31 @@ def test_pull_refuses_unsupported_media_types(sampan: Sampan, registry: Registry
     assert sampan("images", "-q").stdout == ""
 
 
+def test_mirror_serves_docker_hub_names(sampan: Sampan, registry: Registry) -> None:
+    pushed = push_image(registry, "library/mirrored", "latest", [{"m": b"from the mirror"}])
+    (registry.sampan_config / "registries.json").write_text(
+        json.dumps({"registry-mirrors": [f"http://{registry.host}"]}))
+    out = sampan("pull", "mirrored").stdout.splitlines()
+    assert out[-1] == "docker.io/library/mirrored:latest"
+    assert "Status: Downloaded newer image for mirrored:latest" in out
+    assert sampan("image", "inspect", "-f", "{{.Id}}", "mirrored").stdout.strip() == pushed.config_digest
+
+
+def test_ensure_image_pulls_only_when_missing(sampan: Sampan, registry: Registry) -> None:
+    from sampan.engine.pull import ensure_image
+
+    pushed = push_image(registry, "implicit", "v1", [{"i": b"implicit"}])
+    events = []
+    with sampan.engine() as engine:
+        assert ensure_image(engine, f"{registry.host}/implicit:v1", progress=events.append) == pushed.config_digest
+        assert any(e.status == "Pull complete" for e in events)
+        events.clear()
+        assert ensure_image(engine, f"{registry.host}/implicit:v1", progress=events.append) == pushed.config_digest
+        assert events == []  # present: no registry round trip at all
+        with pytest.raises(Exception, match="not found"):
+            ensure_image(engine, f"{registry.host}/implicit:v2")
+
+
 # ---------------------------------------------------------------------------------------------- multi-arch
 
 
