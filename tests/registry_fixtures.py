@@ -33,6 +33,7 @@ import pytest
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 USER, PASSWORD = "tester", "s3cret-pw"
+IDENTITY_TOKEN = "refresh-token-for-tester"
 SERVICE, ISSUER = "sampan-test-registry", "sampan-test-issuer"
 
 
@@ -62,6 +63,8 @@ class Certs:
     server_key: Path
     token_cert: Path
     token_key: Path
+    client_cert: Path
+    client_key: Path
 
 
 def make_certs(directory: Path) -> Certs:
@@ -80,8 +83,14 @@ def make_certs(directory: Path) -> Certs:
              "-CAcreateserial", "-out", f"{d}/server.crt", "-days", "2", "-extfile", f"{d}/ext.cnf")
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/token.key", "-out",
              f"{d}/token.crt", "-days", "2", "-subj", "/CN=sampan test token issuer")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{d}/client.key", "-out", f"{d}/client.csr",
+             "-subj", "/CN=sampan test client")
+    (directory / "client.cnf").write_text("extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n")
+    _openssl("x509", "-req", "-in", f"{d}/client.csr", "-CA", f"{d}/ca.crt", "-CAkey", f"{d}/ca.key",
+             "-CAcreateserial", "-out", f"{d}/client.cert", "-days", "2", "-extfile", f"{d}/client.cnf")
     return Certs(directory / "ca.crt", directory / "server.crt", directory / "server.key",
-                 directory / "token.crt", directory / "token.key")
+                 directory / "token.crt", directory / "token.key", directory / "client.cert",
+                 directory / "client.key")
 
 
 # ---------------------------------------------------------------------------------------------- token server
@@ -148,6 +157,18 @@ class TokenServer:
                                        "service": query.get("service", [""])[0]})
                 self._reply(200, {"token": outer.token(user, scopes), "expires_in": outer.expires_in,
                                   "issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+            def do_POST(self) -> None:  # OAuth2: an identity (refresh) token for a token
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                refresh = form.get("refresh_token", [""])[0]
+                if form.get("grant_type") != ["refresh_token"] or refresh != IDENTITY_TOKEN:
+                    self._reply(401, {"error": "invalid_grant"})
+                    outer.requests.append({"user": None, "ok": False, "oauth": True})
+                    return
+                scopes = form.get("scope", [""])[0].split()
+                outer.requests.append({"user": USER, "ok": True, "scopes": scopes, "oauth": True})
+                self._reply(200, {"access_token": outer.token(USER, scopes), "expires_in": outer.expires_in})
 
             def _reply(self, status: int, body: dict[str, object]) -> None:
                 data = json.dumps(body).encode()
@@ -217,16 +238,20 @@ def write_sampan_config(directory: Path, *, insecure: list[str] | None = None) -
 
 @contextmanager
 def run_registry(base: Path, *, tls: Certs | None = None, htpasswd: bool = False,
-                 token: TokenServer | None = None) -> Iterator[Registry]:
+                 token: TokenServer | None = None, client_certs: bool = False) -> Iterator[Registry]:
     need(REGISTRY_BIN)
     base.mkdir(parents=True, exist_ok=True)
     port = free_port()
     host = f"127.0.0.1:{port}"
     lines = ["version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true", "storage:",
              "  filesystem:", f"    rootdirectory: {base / 'data'}", "  delete:", "    enabled: true",
-             "  maintenance:", "    uploadpurging:", "      enabled: false", "http:", f"  addr: {host}"]
+             "  maintenance:", "    uploadpurging:", "      enabled: false",
+             "validation:", "  manifests:", "    urls:", "      allow:", "        - ^https?://127\\.0\\.0\\.1[:/]",
+             "http:", f"  addr: {host}"]
     if tls is not None:
         lines += ["  tls:", f"    certificate: {tls.server_cert}", f"    key: {tls.server_key}"]
+        if client_certs:
+            lines += ["    clientcas:", f"      - {tls.ca}"]
     if htpasswd:
         need("htpasswd")
         entry = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, check=True,
@@ -437,7 +462,8 @@ class PushedImage:
 
 def push_image(registry: Registry, repo: str, tag: str | None, layers: list[dict[str, bytes]], *,
                arch: str = "amd64", docker_types: bool = False, layer_media_type: str | None = None,
-               cmd: list[str] | None = None) -> PushedImage:
+               cmd: list[str] | None = None, urls: list[str] | None = None,
+               upload_layers: bool = True) -> PushedImage:
     """Build an image from file maps (one gzip layer each) and push it with sampan's own upload primitives."""
     from sampan.image import mediatypes as mt
 
@@ -449,10 +475,12 @@ def push_image(registry: Registry, repo: str, tag: str | None, layers: list[dict
             blob = gzip.compress(raw, compresslevel=1, mtime=0)
             diff_ids.append(_sha(raw))
             digest = _sha(blob)
-            if client.blob_size(repo, digest, scopes=[f"repository:{repo}:pull,push"]) is None:
+            if upload_layers and client.blob_size(repo, digest, scopes=[f"repository:{repo}:pull,push"]) is None:
                 client.upload_blob(repo, digest, len(blob), blob)
             descriptors.append({"mediaType": layer_media_type or (
                 mt.DOCKER_LAYER_GZIP if docker_types else mt.OCI_LAYER_GZIP), "digest": digest, "size": len(blob)})
+            if urls:
+                descriptors[-1]["urls"] = urls
         config = json.dumps({"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",
                              "config": {"Cmd": cmd or ["/bin/sh"], "Env": ["PATH=/bin"]},
                              "rootfs": {"type": "layers", "diff_ids": diff_ids},

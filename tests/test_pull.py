@@ -9,13 +9,18 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import stat
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from conftest import Sampan, docker_cli
 from registry_fixtures import (
+    IDENTITY_TOKEN,
     PASSWORD,
     USER,
     Certs,
@@ -116,6 +121,11 @@ def test_pull_multilayer_all_tags_quiet(sampan: Sampan, registry: Registry) -> N
 
 def test_pull_docker_schema2_and_unknowns(sampan: Sampan, registry: Registry) -> None:
     push_image(registry, "schema2", "latest", [{"a": b"a"}], docker_types=True)
+    from sampan.image.config import host_architecture
+
+    other = "arm64" if host_architecture() != "arm64" else "amd64"
+    mismatch = sampan("pull", "--platform", f"linux/{other}", f"{registry.host}/schema2", check=False)
+    assert mismatch.returncode != 0 and "does not match the specified platform" in mismatch.stderr
     sampan("pull", f"{registry.host}/schema2")
     missing_tag = sampan("pull", f"{registry.host}/schema2:nope", check=False)
     assert missing_tag.returncode == 1
@@ -158,6 +168,40 @@ def test_ensure_image_pulls_only_when_missing(sampan: Sampan, registry: Registry
         assert events == []  # present: no registry round trip at all
         with pytest.raises(Exception, match="not found"):
             ensure_image(engine, f"{registry.host}/implicit:v2")
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    hits: ClassVar[list[str]] = []
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        _Recorder.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_foreign_layer_urls_are_never_followed(sampan: Sampan, registry: Registry) -> None:
+    from sampan.image import mediatypes as mt
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Recorder.hits = []
+    try:
+        urls = [f"http://127.0.0.1:{server.server_address[1]}/layer.tar.gz"]
+        push_image(registry, "foreign", "present", [{"f": b"foreign but in the registry"}], docker_types=True,
+                   layer_media_type=mt.DOCKER_LAYER_FOREIGN, urls=urls)
+        sampan("pull", f"{registry.host}/foreign:present")
+        push_image(registry, "foreign", "absent", [{"g": b"only at the url"}], docker_types=True,
+                   layer_media_type=mt.DOCKER_LAYER_FOREIGN, urls=urls, upload_layers=False)
+        absent = sampan("pull", f"{registry.host}/foreign:absent", check=False)
+        assert absent.returncode != 0 and "blob unknown" in absent.stderr
+        assert _Recorder.hits == []
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ---------------------------------------------------------------------------------------------- multi-arch
@@ -208,6 +252,24 @@ def test_tls_registry_with_test_ca(sampan: Sampan, tmp_path: Path, certs: Certs,
         # a registry marked insecure is reached without verification
         monkeypatch.setenv("SAMPAN_INSECURE_REGISTRIES", reg.host)
         sampan("pull", name)
+
+
+def test_tls_client_certificate(sampan: Sampan, tmp_path: Path, certs: Certs,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    with run_registry(tmp_path / "mtls", tls=certs, client_certs=True) as reg:
+        _use(monkeypatch, reg)
+        certs_dir = reg.sampan_config / "certs.d" / reg.host
+        shutil.copy(certs.client_cert, certs_dir / "client.cert")
+        shutil.copy(certs.client_key, certs_dir / "client.key")
+        push_image(reg, "mtls", "latest", [{"m": b"mutual tls"}])
+        name = f"{reg.host}/mtls"
+        sampan("pull", name)
+        sampan("rmi", name)
+        (certs_dir / "client.cert").unlink()
+        (certs_dir / "client.key").unlink()
+        refused = sampan("pull", name, check=False)
+        assert refused.returncode != 0 and reg.host in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
 
 
 # ---------------------------------------------------------------------------------------------- auth
@@ -285,6 +347,24 @@ def test_token_expiry_refreshes(tmp_path: Path, certs: Certs, monkeypatch: pytes
             assert len([r for r in tokens.requests if r["user"] is None]) == 3
             client.close()
             assert auth.MIN_TOKEN_LIFETIME == 60
+    finally:
+        tokens.stop()
+
+
+def test_identity_token_from_config(sampan: Sampan, tmp_path: Path, certs: Certs,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = TokenServer(certs)
+    tokens.start()
+    try:
+        with run_registry(tmp_path / "token", token=tokens) as reg:
+            _use(monkeypatch, reg)
+            push_image(reg, "private/app", "latest", [{"p": b"identity"}])
+            (reg.docker_config / "config.json").write_text(json.dumps(
+                {"auths": {reg.host: {"auth": base64.b64encode(f"{USER}:".encode()).decode(),
+                                      "identitytoken": IDENTITY_TOKEN}}}))
+            tokens.requests.clear()
+            sampan("pull", f"{reg.host}/private/app")
+            assert [r.get("oauth") for r in tokens.requests] == [True]
     finally:
         tokens.stop()
 
@@ -426,6 +506,20 @@ def test_insecure_registry_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert configured.mirrors == ("https://mirror.example",)
     monkeypatch.setenv("SAMPAN_INSECURE_REGISTRIES", "127.0.0.1:5000")
     assert RegistryConfig.load(tmp_path).is_insecure("127.0.0.1:5000")
+
+
+def test_proxy_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampan.registry.config import RegistryConfig
+    from sampan.registry.transport import Transport
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example,.corp.example")
+    transport = Transport(RegistryConfig.load(tmp_path))
+    assert transport._proxy_for("https", "registry.example") == "http://proxy.example:3128"
+    assert transport._proxy_for("https", "internal.example") is None
+    assert transport._proxy_for("https", "reg.corp.example") is None
+    assert transport._proxy_for("https", "127.0.0.1") is None and transport._proxy_for("https", "localhost") is None
+    assert transport._proxy_for("http", "registry.example") is None  # no HTTP_PROXY
 
 
 def test_docker_config_file_and_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

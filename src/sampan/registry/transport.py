@@ -193,7 +193,7 @@ class Transport:
             if pool is not None:
                 return pool
             options: dict[str, Any] = {"maxsize": self.pool_size, "block": False, "retries": False,
-                                       "timeout": self.timeout, "headers": {"User-Agent": USER_AGENT}}
+                                       "timeout": self.timeout}
             if parts.scheme == "https":
                 options["ssl_context"] = self.ssl_context(host)
                 if not self.verifies(host):
@@ -216,7 +216,7 @@ class Transport:
         response must be read and closed by the caller. ``decode=False`` keeps a Content-Encoding as sent
         (blobs are hashed exactly as stored).
         """
-        headers = dict(headers or {})
+        headers = {"User-Agent": USER_AGENT, **(headers or {})}
         auth_origin = origin(url)
         for _ in range(MAX_REDIRECTS + 1):
             if "Authorization" in headers and origin(url) != auth_origin:
