@@ -453,6 +453,33 @@ def test_image_pushed_by_docker_pulls_and_runs(docker: dict[str, str], sampan: S
     docker_cli(docker, "rmi", target, "busybox:latest")
 
 
+def test_client_push_primitives_and_tag_pages(registry: Registry) -> None:
+    import hashlib
+    import io
+
+    from sampan.errors import CorruptContent
+
+    client = registry.client()
+    try:
+        blob = os.urandom(300_000)
+        digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        client.upload_blob("prim/one", digest, len(blob), io.BytesIO(blob), chunk_size=100_000)  # chunked
+        assert client.blob_size("prim/one", digest) == len(blob)
+        assert client.blob_size("prim/two", digest) is None
+        assert client.mount_blob("prim/two", digest, "prim/one") is None  # cross-repository mount
+        assert client.blob_size("prim/two", digest) == len(blob)
+        with pytest.raises(CorruptContent):
+            client.upload_blob("prim/one", "sha256:" + "0" * 64, 3, b"abc")  # the registry checks digests
+        pushed = push_image(registry, "prim/tags", "t0", [{"x": b"x"}])
+        for tag in ("t1", "t2", "t3"):
+            client.put_manifest("prim/tags", tag, pushed.manifest, pushed.media_type)
+        assert sorted(client.list_tags("prim/tags", page_size=1)) == ["t0", "t1", "t2", "t3"]
+        assert client.head_manifest("prim/tags", "t2")[0] == pushed.manifest_digest
+        assert client.head_manifest("prim/tags", "nope") is None
+    finally:
+        client.close()
+
+
 # ---------------------------------------------------------------------------------------------- units
 
 

@@ -161,7 +161,9 @@ class RegistryClient:
             return NotFound(f"{what} not found: {message or code.lower().replace('_', ' ') or 'not found'}")
         if status == 429 or code == "TOOMANYREQUESTS":
             return RegistryError(f"{what}: toomanyrequests: {message or 'too many requests'}")
-        if code in ("UNSUPPORTED", "MANIFEST_INVALID", "DIGEST_INVALID", "BLOB_UPLOAD_INVALID", "NAME_INVALID"):
+        if code in ("DIGEST_INVALID", "SIZE_INVALID", "MANIFEST_BLOB_UNKNOWN"):
+            return CorruptContent(f"{what}: {code.lower().replace('_', ' ')}: {message}")
+        if code in ("UNSUPPORTED", "MANIFEST_INVALID", "BLOB_UPLOAD_INVALID", "NAME_INVALID"):
             return Unsupported(f"{what}: {code.lower().replace('_', ' ')}: {message}")
         detail = f"{code.lower().replace('_', ' ')}: {message}" if code else _snippet(body)
         return RegistryError(f"{what}: {self.name} answered {status}: {detail}")
