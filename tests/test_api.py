@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SAMPAN, Sampan, remove_containers
+from conftest import SAMPAN, Sampan, remove_containers, remove_networks
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
 
@@ -91,7 +91,10 @@ def service(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> 
         log.close()
         try:
             remove_containers(runner)
+            # the /proc view's server ends when its mount goes
+            subprocess.run(["umount", "-l", str(runner.runroot / "procview")], check=False, capture_output=True)
         finally:
+            remove_networks(runner)
             text = log_path.read_text(errors="replace")
             shutil.rmtree(base / "root", ignore_errors=True)
             shutil.rmtree(base / "run", ignore_errors=True)
@@ -262,6 +265,92 @@ def test_cli_and_api_see_the_same_containers(service: Service) -> None:
     assert runner("ps", "-aq").stdout == ""
 
 
+# ---------------------------------------------------------------------------------------------- networks
+
+_HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && httpd -f -p 80 -h /www"
+
+
+def _host_get(port: int, host: str = "127.0.0.1") -> bytes:
+    for _ in range(50):
+        try:
+            with socket.create_connection((host, port), timeout=2) as s:
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+                return data
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing answers on {host}:{port}")
+
+
+def _wget(service: Service, network: str, url: str) -> str:
+    for _ in range(50):
+        proc = service.docker("run", "--rm", "--network", network, "busybox", "wget", "-qO-", url, check=False)
+        if proc.returncode == 0:
+            return proc.stdout.decode()
+        time.sleep(0.1)
+    raise AssertionError(f"{url}: {proc.stderr.decode()}")
+
+
+def test_networks_by_name(service: Service) -> None:
+    nid = service.out("network", "create", "--subnet", "10.251.40.0/24", "--label", "team=api", "apinet").strip()
+    assert len(nid) == 64
+    assert "apinet" in service.out("network", "ls", "--format", "{{.Name}}").split()
+    assert service.out("network", "ls", "-q", "--filter", "label=team=api").split() == [nid[:12]]
+    info = json.loads(service.out("network", "inspect", "apinet"))[0]
+    assert (info["Id"], info["Driver"], info["Labels"]) == (nid, "bridge", {"team": "api"})
+    assert info["IPAM"]["Config"] == [{"Subnet": "10.251.40.0/24", "Gateway": "10.251.40.1"}]
+    cid = service.out("run", "-d", "--network", "apinet", "--network-alias", "www", "--name", "apiweb", "busybox",
+                      "sh", "-c", _HTTPD).strip()
+    assert _wget(service, "apinet", "http://apiweb/").startswith("hello-")
+    assert _wget(service, "apinet", "http://www/").startswith("hello-")
+    settings = json.loads(service.out("inspect", "--format", "{{json .NetworkSettings.Networks}}", "apiweb"))
+    assert list(settings) == ["apinet"] and settings["apinet"]["IPAddress"].startswith("10.251.40.")
+    assert settings["apinet"]["Aliases"] == ["www"] and settings["apinet"]["NetworkID"] == nid
+    assert cid in json.loads(service.out("network", "inspect", "apinet"))[0]["Containers"]
+    proc = service.docker("network", "rm", "apinet", check=False)
+    assert proc.returncode == 1 and b"active endpoints" in proc.stderr
+    service.docker("rm", "-f", "apiweb")
+    # raw status codes as dockerd's
+    cases = [("GET", "/networks/nosuch", None, 404), ("DELETE", "/networks/bridge", None, 403),
+             ("DELETE", "/networks/nosuch", None, 404), ("POST", "/networks/create", b"{bad", 400),
+             ("POST", "/networks/create", json.dumps({"Name": "apinet"}).encode(), 409),
+             ("POST", "/networks/create", json.dumps({"Name": "x2", "Internal": "yes"}).encode(), 400),
+             ("POST", "/networks/apinet/connect", json.dumps({"Container": "nosuch"}).encode(), 404)]
+    for method, path, body, want in cases:
+        status, _, data = request(service, method, path, body)
+        assert status == want, (method, path, status, data)
+    status, _, data = request(service, "POST", "/networks/create", json.dumps(
+        {"Name": "rawnet", "CheckDuplicate": True, "Internal": True, "Options": {"com.docker.network.driver.mtu":
+         "1400"}, "IPAM": {"Config": [{"Subnet": "10.251.41.0/24", "IPRange": "10.251.41.128/25"}]}}).encode())
+    assert status == 201, data
+    raw = json.loads(request(service, "GET", "/networks/rawnet")[2])
+    assert raw["Id"] == json.loads(data)["Id"] and raw["Internal"] is True
+    assert raw["Options"] == {"com.docker.network.driver.mtu": "1400"}
+    assert raw["IPAM"]["Config"][0]["IPRange"] == "10.251.41.128/25"
+    assert request(service, "DELETE", "/networks/rawnet")[0] == 204
+    service.docker("network", "rm", "apinet")
+    assert "apinet" not in service.out("network", "ls", "--format", "{{.Name}}").split()
+
+
+def test_published_port(service: Service) -> None:
+    cid = service.out("run", "-d", "--name", "pubweb", "-p", "127.0.0.1:0:80", "busybox", "sh", "-c",
+                      _HTTPD).strip()
+    host, _, port = service.out("port", "pubweb", "80").strip().partition(":")
+    assert host == "127.0.0.1" and int(port) > 0
+    reply = _host_get(int(port))
+    assert reply.startswith(b"HTTP/1.") and b"hello-" + cid[:12].encode() in reply
+    assert service.out("ps", "--format", "{{.Ports}}", "--filter", "name=pubweb").strip() == \
+        f"127.0.0.1:{port}->80/tcp"
+    listed = json.loads(request(service, "GET", "/containers/json?filters=%7B%22name%22%3A%5B%22pubweb%22%5D%7D")[2])
+    assert listed[0]["Ports"] == [{"IP": "127.0.0.1", "PrivatePort": 80, "PublicPort": int(port), "Type": "tcp"}]
+    assert "bridge" in listed[0]["NetworkSettings"]["Networks"]
+    ports = json.loads(service.out("inspect", "--format", "{{json .NetworkSettings.Ports}}", "pubweb"))
+    assert ports == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": port}]}
+    service.docker("rm", "-f", "pubweb")
+
+
 # ---------------------------------------------------------------------------------------------- docker-py
 
 
@@ -290,6 +379,23 @@ def test_docker_py(service: Service) -> None:
         assert volume.attrs["Labels"] == {"a": "b"}
         assert "pyvol" in [v.name for v in client.volumes.list()]
         volume.remove()
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.251.42.0/24")])
+        network = client.networks.create("pynet", driver="bridge", ipam=ipam, labels={"n": "1"})
+        assert client.networks.get("pynet").attrs["IPAM"]["Config"][0]["Subnet"] == "10.251.42.0/24"
+        assert [n.name for n in client.networks.list(names=["pynet"])] == ["pynet"]
+        server = client.containers.run("busybox", ["sh", "-c", _HTTPD], detach=True, name="pyweb",
+                                       network="pynet")
+        fetch = "for i in $(seq 50); do wget -qO- http://pyweb/ && exit; sleep 0.1; done; exit 1"
+        out = client.containers.run("busybox", ["sh", "-c", fetch], network="pynet", remove=True)
+        assert out.startswith(b"hello-")
+        server.reload()
+        assert server.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"].startswith("10.251.42.")
+        server.remove(force=True)
+        network.reload()
+        assert network.containers == []
+        network.remove()
+        with pytest.raises(docker.errors.NotFound):
+            client.networks.get("pynet")
         with pytest.raises(docker.errors.NotFound):
             client.containers.get("nosuch")
         with pytest.raises(docker.errors.ImageNotFound):

@@ -37,18 +37,37 @@ _CFG = "Config"
 # ---------------------------------------------------------------------------------------------- list
 
 
+def port_list(ports: dict[str, Any]) -> list[dict[str, Any]]:
+    """NetworkSettings.Ports as ``/containers/json`` lists them: one entry per binding, and one without a
+    public port for each exposed port that has none."""
+    out: list[dict[str, Any]] = []
+    for key, bindings in ports.items():
+        port, _, proto = key.partition("/")
+        if not bindings:
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+        for binding in bindings or []:
+            out.append({"IP": binding.get("HostIp") or "0.0.0.0", "PrivatePort": int(port),
+                        "PublicPort": int(binding["HostPort"]), "Type": proto or "tcp"})
+    return sorted(out, key=lambda p: (p["PrivatePort"], p["Type"], p.get("IP", ""), p.get("PublicPort", 0)))
+
+
 def summary(engine: Any, record: Any) -> dict[str, Any]:
     """One container as ``/containers/json`` shows it."""
+    from sampan.engine import networks
     from sampan.engine.containers import query
 
     network = record.host_config.get("NetworkMode", "none")
+    settings = networks.container_settings(engine, record)
+    keys = ("IPAMConfig", "Links", "Aliases", "MacAddress", "NetworkID", "EndpointID", "Gateway", "IPAddress",
+            "IPPrefixLen", "IPv6Gateway", "GlobalIPv6Address", "GlobalIPv6PrefixLen", "DriverOpts", "DNSNames")
     return {
         "Id": record.id, "Names": ["/" + record.name], "Image": record.image, "ImageID": record.image_id,
-        "Command": query.command_text(record), "Created": int(record.created), "Ports": [],
+        "Command": query.command_text(record), "Created": int(record.created),
+        "Ports": port_list(settings["Ports"]),
         "Labels": record.config.get("Labels") or {}, "State": record.status, "Status": query.status_text(record),
         "HostConfig": {"NetworkMode": network},
-        "NetworkSettings": {"Networks": {network: {"NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "",
-                                                   "IPPrefixLen": 0, "MacAddress": ""}}},
+        "NetworkSettings": {"Networks": {name: {k: item.get(k) for k in keys}
+                                         for name, item in settings["Networks"].items()}},
         "Mounts": [{"Type": m.get("Type", ""), "Name": m.get("Name", ""), "Source": m.get("Source", ""),
                     "Destination": m.get("Destination", ""), "Driver": m.get("Driver", ""),
                     "Mode": m.get("Mode", ""), "RW": m.get("RW", True), "Propagation": m.get("Propagation", "")}
@@ -128,13 +147,111 @@ def _mounts(host: dict[str, Any]) -> list[dict[str, Any]]:
     return mounts
 
 
-def _network_mode(host: dict[str, Any]) -> str:
-    mode = field(host, "NetworkMode", str, _HC, "") or "private"
-    if mode in ("bridge", "default"):
-        return "private"
-    if mode not in ("private", "none", "host") and not mode.startswith("container:"):
-        raise NotFound(f"network {mode} not found")
-    return mode
+_SHARED_MODES = ("none", "host")
+
+
+def _network_mode(host: dict[str, Any]) -> tuple[str, str]:
+    """(the spec's network mode, the network to join) as the CLI's ``--network``: ``none``, ``host`` and
+    ``container:NAME`` join no network; any other name (``bridge`` by default) is a network to join."""
+    mode = field(host, "NetworkMode", str, _HC, "") or "bridge"
+    if mode == "default":
+        mode = "bridge"
+    if mode in _SHARED_MODES or mode.startswith("container:"):
+        return mode, "bridge"
+    return "private", mode
+
+
+def _endpoint(settings: Any, where: str) -> tuple[list[str], str, str]:
+    """(aliases, IPv4 address, MAC address) of one EndpointSettings object (null is an empty one)."""
+    if settings is None:
+        return [], "", ""
+    if not isinstance(settings, dict):
+        raise BadRequest(f"json: cannot unmarshal {type(settings).__name__} into Go value of type "
+                         "network.EndpointSettings")
+    ipam = field(settings, "IPAMConfig", dict, where, {})
+    return (str_list(settings, "Aliases", where) or [], field(ipam, "IPv4Address", str, "EndpointIPAMConfig", ""),
+            field(settings, "MacAddress", str, where, ""))
+
+
+def _endpoints(body: dict[str, Any]) -> dict[str, Any]:
+    config = field(body, "NetworkingConfig", dict, "ContainerCreate", {})
+    endpoints = field(config, "EndpointsConfig", dict, "NetworkingConfig", {})
+    for settings in endpoints.values():
+        _endpoint(settings, "EndpointSettings")  # validated before anything is created
+    return {"bridge" if name == "default" else name: settings for name, settings in endpoints.items()}
+
+
+def _publish(host: dict[str, Any]) -> list[str]:
+    """HostConfig.PortBindings as the CLI's ``-p`` specs (HostPort "" or "0": any free port)."""
+    import re
+
+    out = []
+    for key, bindings in field(host, "PortBindings", dict, _HC, {}).items():
+        if not re.fullmatch(r"\d+(/[a-zA-Z]+)?", key):
+            raise BadRequest(f"invalid port {key!r} in HostConfig.PortBindings: expected PORT[/PROTO]")
+        if bindings is None:
+            continue
+        if not isinstance(bindings, list) or not all(isinstance(b, dict) for b in bindings):
+            raise BadRequest("json: cannot unmarshal HostConfig.PortBindings: each port has a list of bindings")
+        port, _, proto = key.partition("/")
+        for binding in bindings:
+            ip = field(binding, "HostIp", str, "PortBinding", "")
+            host_port = field(binding, "HostPort", str, "PortBinding", "")
+            if host_port == "0":
+                host_port = ""
+            if ip == "0.0.0.0":
+                ip = ""
+            if ":" in ip:
+                ip = f"[{ip}]"
+            spec = f"{port}/{proto or 'tcp'}"
+            if ip:
+                spec = f"{ip}:{host_port}:{spec}"
+            elif host_port:
+                spec = f"{host_port}:{spec}"
+            out.append(spec)
+    return out
+
+
+def _extra_hosts(host: dict[str, Any]) -> list[str]:
+    """ExtraHosts as ``NAME:IP`` (newer clients may send ``NAME=IP``)."""
+    out = []
+    for item in str_list(host, "ExtraHosts", _HC) or []:
+        name, eq, address = item.partition("=")
+        out.append(f"{name}:{address}" if eq and name and ":" not in name else item)
+    return out
+
+
+def _network_options(body: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
+    """CreateOptions' network fields, as ``_create_options`` of the CLI fills them from flags."""
+    mode, network = _network_mode(host)
+    endpoints = _endpoints(body)
+    if not field(host, "NetworkMode", str, _HC, "") and len(endpoints) == 1:
+        network = next(iter(endpoints))  # no mode: the one network the endpoints name
+    settings = endpoints.get(network) if mode == "private" else None
+    aliases, ip, mac = _endpoint(settings, "EndpointSettings")
+    exposed = field(body, "ExposedPorts", dict, _CFG, {})
+    return {"network": network, "network_aliases": aliases, "ip": ip,
+            "mac_address": mac or field(body, "MacAddress", str, _CFG, ""), "publish": _publish(host),
+            "publish_all": field(host, "PublishAllPorts", bool, _HC, False), "expose": list(exposed),
+            "dns": str_list(host, "Dns", _HC) or [], "dns_search": str_list(host, "DnsSearch", _HC) or [],
+            "dns_options": str_list(host, "DnsOptions", _HC) or [], "extra_hosts": _extra_hosts(host),
+            "_mode": mode}
+
+
+def extra_endpoints(body: dict[str, Any], options: Any) -> list[Any]:
+    """The networks of NetworkingConfig beyond the one the container is created on (API 1.44 takes several):
+    ``networks.Endpoint`` objects to connect once it exists."""
+    from sampan.engine.networks import Endpoint
+
+    if options.run.network_mode != "private":
+        return []
+    out = []
+    for name, settings in _endpoints(body).items():
+        if name == options.network:
+            continue
+        aliases, ip, mac = _endpoint(settings, "EndpointSettings")
+        out.append(Endpoint(name, aliases, ip, mac))
+    return out
 
 
 def create_options(body: dict[str, Any], name: str) -> Any:
@@ -146,9 +263,8 @@ def create_options(body: dict[str, Any], name: str) -> Any:
     if not image:
         raise BadRequest("Config.Image is required")
     host = field(body, "HostConfig", dict, "ContainerCreate", {})
-    if any(field(host, "PortBindings", dict, _HC, {}).values()):
-        raise InvalidArgument("publishing ports needs a bridge network, which sampan does not have yet "
-                              "(use network mode host)")
+    network = _network_options(body, host)
+    network_mode = network.pop("_mode")
     entrypoint = str_list(body, "Entrypoint", _CFG)
     if entrypoint is not None and entrypoint in ([], [""]):
         entrypoint = []
@@ -175,7 +291,7 @@ def create_options(body: dict[str, Any], name: str) -> Any:
         cpuset_cpus=field(host, "CpusetCpus", str, _HC, ""), pids_limit=pids or None,
         oom_kill_disable=bool(field(host, "OomKillDisable", bool, _HC, False)), devices=_devices(host),
         tmpfs=str_map(host, "Tmpfs", _HC), shm_size=field(host, "ShmSize", int, _HC, 0) or None,
-        init=bool(field(host, "Init", bool, _HC, False)), network_mode=_network_mode(host),
+        init=bool(field(host, "Init", bool, _HC, False)), network_mode=network_mode,
         pid_mode=field(host, "PidMode", str, _HC, ""), ipc_mode=field(host, "IpcMode", str, _HC, ""),
         uts_mode=field(host, "UTSMode", str, _HC, ""), labels=str_map(body, "Labels", _CFG),
         stop_signal=field(body, "StopSignal", str, _CFG, ""), cgroup_parent=field(host, "CgroupParent", str, _HC, ""),
@@ -191,7 +307,7 @@ def create_options(body: dict[str, Any], name: str) -> Any:
         stop_timeout=field(body, "StopTimeout", int, _CFG, None), runtime="" if runtime == "runc" else runtime,
         attach_stdin=field(body, "AttachStdin", bool, _CFG, False),
         attach_stdout=field(body, "AttachStdout", bool, _CFG, False),
-        attach_stderr=field(body, "AttachStderr", bool, _CFG, False))
+        attach_stderr=field(body, "AttachStderr", bool, _CFG, False), **network)
 
 
 def _resolve_namespaces(engine: Any, options: Any) -> None:
@@ -215,9 +331,21 @@ async def create(request: web.Request) -> web.StreamResponse:
     options = create_options(body, request.query.get("name", ""))
     console = field(field(body, "HostConfig", dict, "ContainerCreate", {}), "ConsoleSize", list, _HC, None)
 
+    more = extra_endpoints(body, options)
+
     def run(engine: Any) -> Any:
+        from sampan.engine import networks
+        from sampan.engine.containers.remove import remove
+
         _resolve_namespaces(engine, options)
-        return create_container(engine, options)
+        record = create_container(engine, options)
+        try:
+            for endpoint in more:
+                networks.connect(engine, endpoint.network, record.id, endpoint)
+        except BaseException:
+            remove(engine, record.id, force=True)
+            raise
+        return record
 
     record = await backend(request).call(run)
     if console and len(console) == 2 and all(isinstance(n, int) and n > 0 for n in console):

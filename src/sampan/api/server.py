@@ -432,7 +432,7 @@ async def _not_implemented(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(root: str, runroot: str) -> web.Application:
-    from sampan.api import containers, images, system, volumes
+    from sampan.api import containers, images, networks, system, volumes
     from sampan.api import exec as exec_api
 
     app = web.Application(middlewares=[_versions, _errors], client_max_size=MAX_JSON_BODY)
@@ -440,11 +440,9 @@ def make_app(root: str, runroot: str) -> web.Application:
     routes = Routes(app)
     routes.add("GET", "/_ping", _ping)
     routes.add("HEAD", "/_ping", _ping)
-    for module in (system, containers, exec_api, images, volumes):
+    for module in (system, containers, exec_api, images, volumes, networks):
         module.register(routes)
     for method, path in (("POST", "/build"), ("POST", "/images/{name:.*}/push"), ("POST", "/commit"),
-                         ("POST", "/networks/create"), ("DELETE", "/networks/{id}"),
-                         ("POST", "/networks/{id}/connect"), ("POST", "/networks/{id}/disconnect"),
                          ("GET", "/plugins"), ("GET", "/swarm"), ("GET", "/services"), ("GET", "/nodes")):
         routes.add(method, path, _not_implemented)
 

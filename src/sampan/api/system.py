@@ -146,44 +146,12 @@ async def auth(request: web.Request) -> web.StreamResponse:
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 
-_PREDEFINED = ("none", "host")
-
-
-def _network(name: str) -> dict[str, Any]:
-    return {"Name": name, "Id": name, "Created": "0001-01-01T00:00:00Z", "Scope": "local", "Driver": "null"
-            if name == "none" else name, "EnableIPv6": False, "IPAM": {"Driver": "default", "Options": None,
-                                                                       "Config": []},
-            "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
-            "ConfigOnly": False, "Containers": {}, "Options": {}, "Labels": {}}
-
-
-async def networks(request: web.Request) -> web.StreamResponse:
-    """The predefined networks sampan's containers use (user networks come with the network work)."""
-    return json_response([_network(name) for name in _PREDEFINED])
-
-
-async def network(request: web.Request) -> web.StreamResponse:
-    from sampan.errors import NotFound
-
-    name = request.match_info["id"]
-    if name not in _PREDEFINED:
-        raise NotFound(f"network {name} not found")
-    return json_response(_network(name))
-
-
-async def networks_prune(request: web.Request) -> web.StreamResponse:
-    return json_response({"NetworksDeleted": None})
-
-
 async def build_prune(request: web.Request) -> web.StreamResponse:
     return json_response({"CachesDeleted": None, "SpaceReclaimed": 0})  # no build cache yet
 
 
 def register(routes: Routes) -> None:
     routes.add("POST", "/build/prune", build_prune)
-    routes.add("GET", "/networks", networks)
-    routes.add("GET", "/networks/{id}", network)
-    routes.add("POST", "/networks/prune", networks_prune)
     routes.add("GET", "/version", version)
     routes.add("GET", "/info", info)
     routes.add("GET", "/system/df", df)

@@ -206,7 +206,6 @@ def create(engine: Engine, name: str, *, driver: str = "bridge", subnet: str = "
             if not rng.subnet_of(net):
                 raise InvalidArgument(f"invalid ip-range {ip_range}: not in subnet {net}")
             ip_range = str(rng)
-        options.setdefault(BRIDGE_NAME_OPTION, bridge)
         network = Network(id=network_id, name=name, bridge=bridge, subnet=str(net), gateway=gateway,
                           ip_range=ip_range, internal=internal, mtu=mtu, options=options, labels=dict(labels or {}),
                           created=time.time())

@@ -71,6 +71,7 @@ class CreateOptions:
     mac_address: str = ""
     publish: list[str] = field(default_factory=list)  # -p specs
     publish_all: bool = False
+    expose: list[str] = field(default_factory=list)  # --expose / the API's Config.ExposedPorts: PORT[/PROTO]
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
     dns_options: list[str] = field(default_factory=list)
@@ -306,8 +307,11 @@ def _config(image_name: str, image_config: dict[str, Any], options: CreateOption
         "Volumes": volumes or None, "WorkingDir": run.workdir or image_config.get("WorkingDir", ""),
         "Entrypoint": entrypoint, "OnBuild": image_config.get("OnBuild"), "Labels": labels,
     }
-    if image_config.get("ExposedPorts"):
-        config["ExposedPorts"] = image_config["ExposedPorts"]
+    exposed = dict(image_config.get("ExposedPorts") or {})
+    for item in options.expose:
+        exposed.setdefault(_port_key(item), {})
+    if exposed:
+        config["ExposedPorts"] = exposed
     stop_signal = run.stop_signal or image_config.get("StopSignal")
     if stop_signal:
         config["StopSignal"] = stop_signal
@@ -316,6 +320,15 @@ def _config(image_name: str, image_config: dict[str, Any], options: CreateOption
     if healthcheck is not None:
         config["Healthcheck"] = healthcheck
     return config
+
+
+def _port_key(text: str) -> str:
+    """An exposed port as Docker's key (``80`` -> ``80/tcp``)."""
+    port, _, proto = text.partition("/")
+    proto = (proto or "tcp").lower()
+    if not port.isdigit() or not 1 <= int(port) <= 65535 or proto not in ("tcp", "udp", "sctp"):
+        raise InvalidArgument(f"invalid exposed port {text!r}: expected PORT[/tcp|udp|sctp]")
+    return f"{int(port)}/{proto}"
 
 
 def _network_mode(options: CreateOptions) -> str:
@@ -547,6 +560,8 @@ def _check_network(engine: Engine, options: CreateOptions) -> tuple[Any, dict[st
 
     mode = options.run.network_mode
     port_bindings = ports.parse_all(options.publish)
+    for item in options.expose:
+        _port_key(item)
     for item in options.extra_hosts:
         host, sep, address = item.partition(":")
         if not sep or not host or not address:
