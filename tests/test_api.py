@@ -402,3 +402,69 @@ def test_docker_py(service: Service) -> None:
             client.images.get("nosuch:tag")
     finally:
         client.close()
+
+
+# ---------------------------------------------------------------------------------------------- docker-compose
+
+# docker-compose 1.29 passes ssl_version to docker-py's kwargs_from_env, which docker-py 7 dropped (the test
+# extra's docker-py); without TLS the argument is None, so dropping it changes nothing.
+_COMPOSE = """
+import sys
+import docker.utils
+import compose.cli.docker_client as client
+
+def kwargs_from_env(*args, ssl_version=None, **kwargs):
+    return docker.utils.kwargs_from_env(*args, **kwargs)
+
+client.kwargs_from_env = kwargs_from_env
+from compose.cli.main import main
+sys.argv[0] = "docker-compose"
+main()
+"""
+
+_COMPOSE_FILE = """
+version: "2.4"
+services:
+  web:
+    image: busybox
+    command: sh -c 'mkdir -p /www && echo hello-compose > /www/index.html && httpd -f -p 80 -h /www'
+    stop_signal: SIGKILL
+    networks: [appnet]
+  client:
+    image: busybox
+    command: sh -c 'for i in $$(seq 50); do wget -qO- http://web/ && exit 0; sleep 0.1; done; exit 1'
+    depends_on: [web]
+    networks: [appnet]
+networks:
+  appnet:
+    labels: {purpose: test}
+"""
+
+
+def test_docker_compose(service: Service, tmp_path: Path) -> None:
+    pytest.importorskip("compose.cli.main", reason="docker-compose 1.29 is not installed (the compose extra)")
+    import sys
+
+    (tmp_path / "docker-compose.yml").write_text(_COMPOSE_FILE)
+    env = {**service.env, "COMPOSE_PROJECT_NAME": "apic"}
+
+    def compose(*args: str) -> str:
+        """stdout, then stderr (where compose writes its progress)."""
+        proc = subprocess.run([sys.executable, "-c", _COMPOSE, *args], cwd=tmp_path, env=env, capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=120, check=False)
+        assert proc.returncode == 0, (args, proc.stdout.decode(), proc.stderr.decode())
+        return proc.stdout.decode() + proc.stderr.decode()
+
+    try:
+        compose("up", "-d")
+        assert service.out("wait", "apic_client_1").strip() == "0"
+        assert service.out("network", "inspect", "--format", "{{.Labels.purpose}}", "apic_appnet").strip() == "test"
+        rows = {line.split()[0]: line for line in compose("ps").splitlines()[2:] if line.strip()}
+        assert set(rows) == {"apic_web_1", "apic_client_1"}
+        assert " Up " in rows["apic_web_1"] + " " and "Exit 0" in rows["apic_client_1"]
+        assert "hello-compose" in compose("logs", "--no-color", "client")
+        assert "apic_web_1 is up-to-date" in compose("up", "-d", "web")  # the network is as compose made it
+    finally:
+        compose("down")
+    assert service.out("ps", "-aq", "--filter", "label=com.docker.compose.project=apic") == ""
+    assert "apic_appnet" not in service.out("network", "ls", "--format", "{{.Name}}").split()
