@@ -3,7 +3,8 @@
 set -euo pipefail
 demo_dir=$(mktemp -d)
 cleanup() {
-  sampan rm -f demo-web >/dev/null 2>&1 || true
+  sampan rm -f demo-web demo-srv >/dev/null 2>&1 || true
+  sampan network rm demo-net >/dev/null 2>&1 || true
   umount "$demo_dir/bundle/rootfs" 2>/dev/null || true
   rm -rf "$demo_dir"
 }
@@ -55,6 +56,22 @@ code=$?
 set -e
 echo "exit status $code (the OOM killer ended it: 137 expected)"
 [ "$code" = 137 ]
+
+# The container's own /proc: its memory limit, not the host's.
+step sampan run --rm -m 64m busybox head -1 /proc/meminfo
+
+# A user network: a web server reached by name from another container, and through a port published in the kernel.
+step sampan network create demo-net
+step sampan run -d --name demo-srv --network demo-net -p 127.0.0.1::80 busybox sh -c \
+  'mkdir -p /www && echo "hello from demo-srv" > /www/index.html && exec httpd -f -p 80 -h /www'
+step sampan run --rm --network demo-net busybox sh -c \
+  'for i in $(seq 50); do wget -qO- http://demo-srv/ 2>/dev/null && exit 0; sleep 0.1; done; exit 1'
+step sampan port demo-srv 80
+published=$(sampan port demo-srv 80 | head -1)
+printf '\n\033[1m$ (from the host) GET http://%s/\033[0m\n' "$published"
+python3 -c "import sys, urllib.request; print(urllib.request.urlopen('http://' + sys.argv[1] + '/', timeout=5).read().decode().strip())" "$published"
+step sampan rm -f demo-srv
+step sampan network rm demo-net
 step sampan system check
 echo
 echo "demo: OK"
