@@ -209,11 +209,13 @@ def test_run_interactive_tty(service: Service) -> None:
     assert "/dev/pts/0" in out and "30 100" in out, out
     assert proc.returncode == 4
     cid = service.out("run", "-d", "busybox", "sleep", "60").strip()
-    command = f"stty rows 20 cols 70; docker exec -it {cid} sh -c 'tty; stty size; sleep 0.5'"
-    proc = subprocess.run(["script", "-eqc", command, "/dev/null"], env=service.env, capture_output=True,
-                          stdin=subprocess.DEVNULL, timeout=60, check=False)
-    assert "/dev/pts/" in proc.stdout.decode() and "20 70" in proc.stdout.decode(), proc.stdout
-    service.docker("rm", "-f", cid)
+    try:  # a failure here must not leave the container to the tests that count containers
+        command = f"stty rows 20 cols 70; docker exec -it {cid} sh -c 'tty; stty size; sleep 0.5'"
+        proc = subprocess.run(["script", "-eqc", command, "/dev/null"], env=service.env, capture_output=True,
+                              stdin=subprocess.DEVNULL, timeout=60, check=False)
+        assert "/dev/pts/" in proc.stdout.decode() and "20 70" in proc.stdout.decode(), proc.stdout
+    finally:
+        service.docker("rm", "-f", cid)
 
 
 def test_cp_both_ways(service: Service, tmp_path: Path) -> None:
