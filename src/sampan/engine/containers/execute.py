@@ -83,6 +83,12 @@ def exec_in(engine: Engine, name: str, options: ExecOptions) -> int:
         raise Conflict(f"Container {record.id} is not running")
     process = process_spec(engine, record, options.command, tty=options.tty, env=options.env, user=options.user,
                            workdir=options.workdir, privileged=options.privileged)
+    if options.tty:  # the pty gets our terminal's size before the program runs (`stty size` at once is right)
+        for fd in (0, 1):
+            if os.isatty(fd):
+                size = os.get_terminal_size(fd)
+                process["consoleSize"] = {"height": size.lines, "width": size.columns}
+                break
     driver = driver_of(engine, record)
     pid_file = str(model.places(engine, record.id).run / f"exec-{os.getpid()}.pid")
     ours = theirs = None
