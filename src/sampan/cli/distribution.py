@@ -1,6 +1,6 @@
-"""Registry commands: pull, login, logout.
+"""Registry commands: pull, push, login, logout.
 
-``pull`` prints Docker's lines: per-layer bars updated in place (sizes and speed) on a terminal, one line per
+``pull`` and ``push`` print Docker's lines: per-layer bars updated in place (sizes and speed) on a terminal, one line per
 status change otherwise, only the pulled reference with ``-q``.
 """
 
@@ -37,10 +37,10 @@ class _Printer:
         self.last: dict[str, str] = {}
 
     def __call__(self, event: Any) -> None:
-        if event.status in ("Downloading", "Extracting"):
+        if event.status in ("Downloading", "Extracting", "Pushing"):
             return
         with self.lock:
-            if event.status.startswith("Pulling from"):
+            if event.status.startswith("Pulling from") or not event.id:
                 self.last.clear()  # the next image of ``pull -a``: its layers report afresh
             elif event.id and self.last.get(event.id) == event.status:
                 return
@@ -70,7 +70,7 @@ class _Bars:
                 return
             now = time.monotonic()
             text = f"{event.id}: {event.status}"
-            if event.status == "Downloading" and event.total:
+            if event.status in ("Downloading", "Pushing") and event.total:
                 if event.current < event.total and now - self.drawn.get(event.id, 0.0) < _REDRAW_S:
                     return
                 text += " " + self._bar(event, now)
@@ -129,6 +129,31 @@ def pull(engine: Engine, a: Namespace) -> None:
     if printer is not None:
         printer.finish()
     if a.all_tags:
+        print(ref.repository())
+    else:
+        print(results[0].reference)
+
+
+@command("Upload an image to a registry",
+         arg("name", metavar="NAME[:TAG]"),
+         arg("-a", "--all-tags", action="store_true", help="Push all tags of an image to the repository"),
+         arg("--disable-content-trust", action="store_true", default=True, help="Skip image signing "
+             "(always: content trust is not supported)"),
+         arg("-q", "--quiet", action="store_true", help="Suppress verbose output"))
+def push(engine: Engine, a: Namespace) -> None:
+    from sampan.engine.push import push as push_image
+    from sampan.image import reference
+
+    ref = reference.parse(a.name)
+    printer: _Printer | _Bars | None = None
+    if not a.quiet:
+        printer = progress_printer(sys.stdout)
+        if not a.all_tags and ref.tag is None and ref.digest is None:
+            print("Using default tag: latest", flush=True)
+    results = push_image(engine, a.name, all_tags=a.all_tags, progress=printer)
+    if printer is not None:
+        printer.finish()
+    elif a.all_tags:
         print(ref.repository())
     else:
         print(results[0].reference)

@@ -1,0 +1,255 @@
+"""``push``: an image from the store to a registry, with the manifest it is stored with.
+
+Every image in the store has a manifest (pulled: the registry's own bytes; loaded, imported, committed or
+bootstrapped: the one ``image_store.commit_image`` wrote), and push sends exactly that manifest and the blobs it
+references, so a pulled-then-pushed image keeps its digest. Layers stored uncompressed (``commit``, ``load``,
+``import`` of a plain tar) are pushed as the ``tar`` media type their manifest names: valid OCI that Docker,
+containerd and skopeo pull; compressing them would make a new manifest and a new digest.
+
+For each blob (layers, then the config) the registry is asked first (``HEAD``): present means "Layer already
+exists". Otherwise, when the store knows the blob from another repository of the same registry (the repo digests
+recorded by pull and push), a cross-repository mount is tried; the registry either mounts it ("Mounted from x") or
+opens an ordinary upload, which is then used. Uploads are monolithic (one ``PUT``) up to ``CHUNK_THRESHOLD`` and
+chunked (``PATCH`` per ``CHUNK_SIZE``) above it. Layers go up in parallel; the manifest goes last, under the tag,
+and its repo digest is recorded so that later pushes to other repositories can mount from it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, BinaryIO
+
+from sampan.engine.context import Engine
+from sampan.engine.pull import ProgressEvent, ProgressFn, registry_host
+from sampan.errors import InvalidArgument, NotFound, SampanError
+from sampan.image import digest as _digest
+from sampan.image import manifest as manifests
+from sampan.image import reference as refs
+from sampan.image.config import ImageConfig
+from sampan.store import images as records
+
+if TYPE_CHECKING:
+    from sampan.registry.client import RegistryClient
+
+CHUNK_THRESHOLD = 64 << 20  # bigger blobs go up in chunks
+CHUNK_SIZE = 16 << 20
+MAX_PARALLEL_UPLOADS = 4
+MAX_MOUNT_SOURCES = 3
+_PROGRESS_STEP = 512 << 10
+
+
+@dataclass(frozen=True)
+class PushResult:
+    reference: refs.Reference  # the tag pushed
+    digest: str  # the manifest's digest in the registry
+    size: int  # the manifest's size
+
+    @property
+    def status(self) -> str:
+        return f"{self.reference.tag}: digest: {self.digest} size: {self.size}"
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    """An image's manifest as stored: its bytes, media type, and the parsed reading of them."""
+
+    data: bytes
+    media_type: str
+    digest: str
+    manifest: manifests.Manifest
+
+
+def _noop(_: ProgressEvent) -> None:
+    pass
+
+
+def open_client(domain: str, pool_size: int = MAX_PARALLEL_UPLOADS + 2) -> RegistryClient:
+    """A client for the registry serving ``domain``, with the user's stored credentials (no mirrors: pushes and
+    manifest lists go to the registry itself)."""
+    from sampan.registry.client import RegistryClient
+    from sampan.registry.config import RegistryConfig
+    from sampan.registry.credentials import DockerConfig
+    from sampan.registry.transport import Transport
+
+    docker_config = DockerConfig()
+    transport = Transport(RegistryConfig.load(), pool_size=pool_size)
+    return RegistryClient(registry_host(domain), transport=transport, name=domain,
+                          credentials=lambda: docker_config.get(domain))
+
+
+def stored_manifest(engine: Engine, image_id: str) -> StoredManifest:
+    row = records.get(engine.db.conn, image_id)
+    if row is None:
+        raise NotFound(f"No such image: {image_id}")
+    digest = row["manifest_digest"]
+    if not digest or not engine.content.exists(digest):
+        raise NotFound(f"the manifest of image {_digest.short_id(image_id)} is not in the store")
+    data = engine.content.read(digest)
+    parsed = manifests.parse(data, None, f"manifest {digest}")
+    if not isinstance(parsed, manifests.Manifest):
+        raise NotFound(f"the manifest of image {_digest.short_id(image_id)} is an index")
+    return StoredManifest(data, parsed.media_type, digest, parsed)
+
+
+def mount_sources(engine: Engine, blob_digest: str, domain: str, exclude: str) -> list[str]:
+    """Repositories (paths) of ``domain`` the store knows ``blob_digest`` from, for cross-repository mounts."""
+    rows = engine.db.conn.execute(
+        "SELECT DISTINCT d.repo FROM repo_digests d WHERE d.image_id = ? OR d.image_id IN "
+        "(SELECT image_id FROM image_layers WHERE blob_digest = ?) ORDER BY d.repo",
+        (blob_digest, blob_digest)).fetchall()
+    out = []
+    for row in rows:
+        repo_domain, _, path = row["repo"].partition("/")
+        if repo_domain == domain and row["repo"] != exclude and path not in out:
+            out.append(path)
+    return out[:MAX_MOUNT_SOURCES]
+
+
+# ---------------------------------------------------------------------------------------------- public verb
+
+
+def push(engine: Engine, reference: str, all_tags: bool = False,
+         progress: ProgressFn | None = None) -> list[PushResult]:
+    """Push ``reference`` (``name[:tag]``; with ``all_tags`` every local tag of the repository)."""
+    emit = progress or _noop
+    ref = refs.parse(reference)
+    if ref.digest is not None:
+        raise InvalidArgument(f"cannot push a digest reference: {reference}")
+    conn = engine.db.conn
+    if all_tags:
+        if ref.tag is not None:
+            raise InvalidArgument("tag can't be used with --all-tags/-a")
+        tags = [row["tag"] for row in conn.execute("SELECT tag FROM tags WHERE repo = ? ORDER BY tag",
+                                                     (ref.name,))]
+        if not tags:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.familiar_name}")
+        targets = [ref.tagged(tag) for tag in tags]
+    else:
+        targets = [ref.with_default_tag()]
+    images = []
+    for target in targets:
+        image_id = records.by_tag(conn, target.name, target.tag or refs.DEFAULT_TAG)
+        if image_id is None:
+            raise NotFound(f"An image does not exist locally with the tag: {target.familiar()}")
+        images.append((target, image_id))
+    emit(ProgressEvent("", f"The push refers to repository [{ref.name}]"))
+    client = open_client(ref.domain)
+    try:
+        return [_push_one(engine, client, target, image_id, emit) for target, image_id in images]
+    finally:
+        client.close()
+
+
+def _push_one(engine: Engine, client: RegistryClient, ref: refs.Reference, image_id: str,
+              emit: ProgressFn) -> PushResult:
+    stored = stored_manifest(engine, image_id)
+    manifest = stored.manifest
+    config = ImageConfig.parse(engine.content.read(manifest.config.digest))
+    diff_ids = config.diff_ids
+    # Docker names pushed layers by their diff IDs, top layer first
+    names = [_digest.short_id(d) for d in diff_ids] if len(diff_ids) == len(manifest.layers) else \
+        [_digest.short_id(layer.digest) for layer in manifest.layers]
+    jobs = [(names[i], manifest.layers[i]) for i in reversed(range(len(manifest.layers)))]
+    for name, _ in jobs:
+        emit(ProgressEvent(name, "Preparing"))
+    push_blobs(engine, client, ref, jobs, emit)
+    push_blobs(engine, client, ref, [("", manifest.config)], emit)
+    digest = client.put_manifest(ref.path, ref.tag or refs.DEFAULT_TAG, stored.data, stored.media_type)
+    with engine.db.transaction() as tx:
+        records.add_repo_digest(tx, ref.name, digest, image_id)
+    result = PushResult(ref, digest, len(stored.data))
+    emit(ProgressEvent("", result.status))
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- blobs
+
+
+def push_blobs(engine: Engine, client: RegistryClient, ref: refs.Reference,
+               jobs: list[tuple[str, manifests.Descriptor]], emit: ProgressFn,
+               sources: dict[str, list[str]] | None = None) -> None:
+    """Make every blob exist in ``ref``'s repository: present, mounted or uploaded. ``jobs`` are (display
+    name, descriptor); an empty name reports nothing. ``sources`` adds known source repositories per digest."""
+    plans = []
+    for name, desc in jobs:
+        known = list((sources or {}).get(desc.digest, []))
+        known += [s for s in mount_sources(engine, desc.digest, ref.domain, ref.name) if s not in known]
+        plans.append((name, desc, known))
+    if len(plans) == 1:
+        _push_blob(engine, client, ref.path, *plans[0], emit)
+        return
+    cancelled = threading.Event()
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_UPLOADS, max(1, len(plans))),
+                            thread_name_prefix="push") as pool:
+        futures = [pool.submit(_push_blob, engine, client, ref.path, name, desc, known, emit, cancelled)
+                   for name, desc, known in plans]
+        try:
+            errors = []
+            for future in futures:
+                try:
+                    future.result()
+                except BaseException as e:  # noqa: BLE001 - the first error is re-raised below
+                    cancelled.set()
+                    errors.append(e)
+            if errors:
+                raise next((e for e in errors if not isinstance(e, _Cancelled)), errors[0])
+        except BaseException:
+            cancelled.set()
+            raise
+
+
+class _Cancelled(SampanError):
+    """Another upload failed: stop."""
+
+
+def _push_blob(engine: Engine, client: RegistryClient, repo: str, name: str, desc: manifests.Descriptor,
+               sources: list[str], emit: ProgressFn, cancelled: threading.Event | None = None) -> None:
+    from sampan.registry.client import push_scope
+
+    def say(status: str, current: int = 0, total: int = 0) -> None:
+        if name:
+            emit(ProgressEvent(name, status, current, total))
+
+    if cancelled is not None and cancelled.is_set():
+        raise _Cancelled("cancelled")
+    if not engine.content.exists(desc.digest):
+        raise NotFound(f"blob {desc.digest} of the image is not in the store")
+    if client.blob_size(repo, desc.digest, scopes=(push_scope(repo),)) is not None:
+        say("Layer already exists")
+        return
+    location = None
+    for source in sources:
+        location = client.mount_blob(repo, desc.digest, source)
+        if location is None:
+            say(f"Mounted from {source}")
+            return
+        break  # the registry opened an upload instead: use it
+    size = engine.content.size(desc.digest)
+    say("Pushing", 0, size)
+    with engine.content.open(desc.digest) as f:
+        reader = _Counting(f, size, lambda n: say("Pushing", n, size), cancelled)
+        chunk = CHUNK_SIZE if size > CHUNK_THRESHOLD else None
+        client.upload_blob(repo, desc.digest, size, reader, location=location, chunk_size=chunk)
+    say("Pushed")
+
+
+class _Counting:
+    """A blob file read by the upload, reporting progress and stopping when another upload failed."""
+
+    def __init__(self, f: BinaryIO, size: int, report: Callable[[int], None],
+                 cancelled: threading.Event | None) -> None:
+        self.f, self.size, self.report, self.cancelled = f, size, report, cancelled
+        self.done = self.shown = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self.cancelled is not None and self.cancelled.is_set():
+            raise _Cancelled("cancelled")
+        data = self.f.read(n)
+        self.done += len(data)
+        if self.done - self.shown >= _PROGRESS_STEP or (data and self.done == self.size):
+            self.shown = self.done
+            self.report(self.done)
+        return data

@@ -1,0 +1,191 @@
+"""push and manifest lists against Debian's real docker-registry (plain HTTP and token auth); skopeo and a
+private dockerd read back what sampan pushed. Fixtures and helpers live in registry_fixtures.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Sampan, docker_cli
+from registry_fixtures import (
+    PASSWORD,
+    USER,
+    Certs,
+    Registry,
+    TokenServer,
+    make_certs,
+    need,
+    push_image,
+    run_registry,
+)
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def _use(monkeypatch: pytest.MonkeyPatch, registry: Registry) -> None:
+    monkeypatch.setenv("SAMPAN_CONFIG_DIR", str(registry.sampan_config))
+    monkeypatch.setenv("DOCKER_CONFIG", str(registry.docker_config))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    with run_registry(tmp_path / "registry") as reg:
+        _use(monkeypatch, reg)
+        yield reg
+
+
+def _skopeo(*args: str) -> str:
+    need("skopeo")
+    proc = subprocess.run(["skopeo", *args], check=False, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _inspect_raw(registry: Registry, ref: str, creds: str | None = None) -> bytes:
+    need("skopeo")
+    args = ["skopeo", "inspect", "--raw", "--tls-verify=false"]
+    if creds:
+        args += ["--creds", creds]
+    proc = subprocess.run([*args, f"docker://{registry.host}/{ref}"], check=False, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout
+
+
+def _sha(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------- push
+
+
+def test_push_busybox_reads_back_with_skopeo_and_docker(sampan: Sampan, registry: Registry, busybox: str,
+                                                        docker: dict[str, str], tmp_path: Path) -> None:
+    name = f"{registry.host}/tools/busybox"
+    sampan("tag", "busybox", f"{name}:v1")
+    out = sampan("push", f"{name}:v1").stdout.splitlines()
+    assert out[0] == f"The push refers to repository [{name}]"
+    assert sum(line.endswith(": Pushed") for line in out) == 1
+    assert out[-1].startswith("v1: digest: sha256:")
+    digest, size = out[-1].split()[2], int(out[-1].split()[4])
+    stored = json.loads(sampan("image", "inspect", "-f", "{{json .RepoDigests}}", f"{name}:v1").stdout)
+    assert f"{name}@{digest}" in stored
+    raw = _inspect_raw(registry, "tools/busybox:v1")
+    assert _sha(raw) == digest and len(raw) == size
+    # skopeo copies it out intact
+    _skopeo("copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", f"docker://{name}:v1", f"oci:{tmp_path / 'oci'}:bb")
+    index = json.loads((tmp_path / "oci" / "index.json").read_text())
+    assert index["manifests"][0]["digest"] == digest
+    # Docker pulls it with the same digest and runs nothing of ours: it only has to accept the image
+    docker_cli(docker, "pull", f"{name}:v1")
+    repo_digests = docker_cli(docker, "image", "inspect", "-f", "{{json .RepoDigests}}", f"{name}:v1")
+    assert f"{name}@{digest}" in json.loads(repo_digests)
+    assert docker_cli(docker, "image", "inspect", "-f", "{{.Id}}", f"{name}:v1").strip() == busybox
+    docker_cli(docker, "rmi", f"{name}:v1")
+    # again: everything is there
+    again = sampan("push", f"{name}:v1").stdout.splitlines()
+    assert sum(line.endswith(": Layer already exists") for line in again) == 1
+    assert again[-1] == f"v1: digest: {digest} size: {size}"
+    # -q: the reference only; no tag: latest
+    sampan("tag", "busybox", name)
+    quiet = sampan("push", "-q", name).stdout
+    assert quiet == f"{name}:latest\n"
+
+
+def test_pull_then_push_keeps_digest_and_mounts(sampan: Sampan, registry: Registry) -> None:
+    layers = [{"base/file": b"base" * 1000}, {"mid/file": os.urandom(200_000)}, {"top/file": b"top"}]
+    pushed = push_image(registry, "origin/app", "1.0", layers, docker_types=True)
+    source = f"{registry.host}/origin/app:1.0"
+    sampan("pull", source)
+    target = f"{registry.host}/copies/app:1.0"
+    sampan("tag", source, target)
+    out = sampan("push", target).stdout.splitlines()
+    assert sum(line.endswith(": Mounted from origin/app") for line in out) == 3, out
+    assert out[-1] == f"1.0: digest: {pushed.manifest_digest} size: {pushed.size}"
+    assert _inspect_raw(registry, "copies/app:1.0") == pushed.manifest
+    # all tags of a repository
+    sampan("tag", source, f"{registry.host}/copies/app:2.0")
+    every = sampan("push", "-a", f"{registry.host}/copies/app").stdout.splitlines()
+    assert every.count(f"1.0: digest: {pushed.manifest_digest} size: {pushed.size}") == 1
+    assert every.count(f"2.0: digest: {pushed.manifest_digest} size: {pushed.size}") == 1
+    assert sorted(json.loads(_skopeo("list-tags", "--tls-verify=false", f"docker://{registry.host}/copies/app"))[
+        "Tags"]) == ["1.0", "2.0"]
+
+
+def test_push_big_layer_in_chunks(sampan: Sampan, registry: Registry, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from sampan.engine import push as pushing
+
+    payload = tmp_path / "big"
+    payload.write_bytes(os.urandom(3 << 20))
+    archive = tmp_path / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(payload, "big")
+    name = f"{registry.host}/big/image:v1"
+    sampan("import", str(archive), name)
+    monkeypatch.setattr(pushing, "CHUNK_THRESHOLD", 1 << 20)
+    monkeypatch.setattr(pushing, "CHUNK_SIZE", 1 << 20)
+    patches = []
+    with sampan.engine() as engine:
+        from sampan.registry import client as clients
+
+        original = clients.RegistryClient._request
+
+        def spy(self, method, path, *args, **kwargs):
+            if method == "PATCH":
+                patches.append(kwargs["headers"]["Content-Range"])
+            return original(self, method, path, *args, **kwargs)
+
+        monkeypatch.setattr(clients.RegistryClient, "_request", spy)
+        events = []
+        result = pushing.push(engine, name, progress=events.append)[0]
+    assert len(patches) >= 3, patches
+    assert any(e.status == "Pushing" and e.current == e.total and e.total > 3 << 20 for e in events)
+    raw = _inspect_raw(registry, "big/image:v1")
+    assert _sha(raw) == result.digest
+    image_id = sampan("image", "inspect", "-f", "{{.Id}}", name).stdout
+    sampan("rmi", name)
+    sampan("pull", name)
+    assert sampan("image", "inspect", "-f", "{{.Id}}", name).stdout == image_id
+
+
+def test_push_token_auth_and_errors(sampan: Sampan, busybox: str, tmp_path: Path, certs: Certs,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = TokenServer(certs)
+    tokens.start()
+    try:
+        with run_registry(tmp_path / "token", token=tokens) as reg:
+            _use(monkeypatch, reg)
+            name = f"{reg.host}/private/bb:1"
+            sampan("tag", "busybox", name)
+            anonymous = sampan("push", name, check=False)
+            assert anonymous.returncode != 0
+            assert "unauthorized" in anonymous.stderr or "denied" in anonymous.stderr
+            assert len(anonymous.stderr.strip().splitlines()) == 1
+            sampan("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD)
+            out = sampan("push", name).stdout
+            assert any(r.get("scopes") == ["repository:private/bb:pull,push"] for r in tokens.requests)
+            digest = out.splitlines()[-1].split()[2]
+            assert _sha(_inspect_raw(reg, "private/bb:1", creds=f"{USER}:{PASSWORD}")) == digest
+            sampan("logout", reg.host)
+            (reg.docker_config / "config.json").write_text(json.dumps(
+                {"auths": {reg.host: {"auth": "dGVzdGVyOndyb25n"}}}))  # tester:wrong
+            wrong = sampan("push", name, check=False)
+            assert wrong.returncode != 0 and len(wrong.stderr.strip().splitlines()) == 1
+            assert "incorrect username or password" in wrong.stderr or "unauthorized" in wrong.stderr
+    finally:
+        tokens.stop()
+    unknown = sampan("push", "127.0.0.1:9/nothing:here", check=False)
+    assert unknown.returncode != 0
+    assert unknown.stderr.strip() == "Error: An image does not exist locally with the tag: 127.0.0.1:9/nothing:here"
