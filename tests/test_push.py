@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Iterator
@@ -189,3 +190,57 @@ def test_push_token_auth_and_errors(sampan: Sampan, busybox: str, tmp_path: Path
     unknown = sampan("push", "127.0.0.1:9/nothing:here", check=False)
     assert unknown.returncode != 0
     assert unknown.stderr.strip() == "Error: An image does not exist locally with the tag: 127.0.0.1:9/nothing:here"
+
+
+# ---------------------------------------------------------------------------------------------- manifest lists
+
+
+def test_manifest_list_create_annotate_push_pull(sampan: Sampan, registry: Registry) -> None:
+    from sampan.image import mediatypes as mt
+
+    amd = push_image(registry, "src/amd", "v1", [{"arch": b"amd64"}], arch="amd64", docker_types=True)
+    arm = push_image(registry, "src/arm", "v1", [{"arch": b"arm64"}], arch="arm64")
+    host = registry.host
+    listed = f"{host}/multi/app:latest"
+    created = sampan("manifest", "create", listed, f"{host}/src/amd:v1", f"{host}/src/arm:v1").stdout
+    assert created.strip() == f"Created manifest list {listed}"
+    again = sampan("manifest", "create", listed, f"{host}/src/amd:v1", check=False)
+    assert again.returncode != 0 and "--amend" in again.stderr
+    sampan("manifest", "create", "--amend", listed, f"{host}/src/amd:v1")
+    sampan("manifest", "annotate", "--variant", "v8", listed, f"{host}/src/arm:v1")
+    bad = sampan("manifest", "annotate", "--arch", "nonsense", listed, f"{host}/src/arm:v1", check=False)
+    assert bad.returncode != 0 and "unsupported os/arch combination" in bad.stderr
+    local = json.loads(sampan("manifest", "inspect", listed).stdout)
+    assert [m["platform"] for m in local["manifests"]] == [
+        {"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux", "variant": "v8"}]
+    pushed = sampan("manifest", "push", "--purge", listed).stdout.splitlines()
+    assert f"Pushed ref {host}/multi/app@{amd.manifest_digest} with digest: {amd.manifest_digest}" in pushed
+    digest = pushed[-1]
+    raw = _inspect_raw(registry, "multi/app:latest")
+    assert _sha(raw) == digest
+    body = json.loads(raw)
+    assert body["mediaType"] == mt.DOCKER_MANIFEST_LIST
+    assert [(m["digest"], m["mediaType"], m["size"], m["platform"]) for m in body["manifests"]] == [
+        (amd.manifest_digest, amd.media_type, amd.size, {"architecture": "amd64", "os": "linux"}),
+        (arm.manifest_digest, arm.media_type, arm.size, {"architecture": "arm64", "os": "linux", "variant": "v8"})]
+    # purged locally; the registry's list is what inspect shows now, and each platform pulls
+    remote = sampan("manifest", "inspect", listed).stdout
+    assert json.loads(remote) == body and remote.startswith("{\n\t\"schemaVersion\": 2")
+    if shutil.which("docker"):  # the docker CLI reads the list from the registry itself (no daemon needed)
+        proc = subprocess.run(["docker", "manifest", "inspect", "--insecure", listed], capture_output=True,
+                              text=True, check=False, timeout=60,
+                              env={**os.environ, "DOCKER_CONFIG": str(registry.docker_config)})
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout) == body
+    verbose = json.loads(sampan("manifest", "inspect", "-v", listed).stdout)
+    assert [v["Descriptor"]["digest"] for v in verbose] == [amd.manifest_digest, arm.manifest_digest]
+    for image, arch in ((amd, "amd64"), (arm, "arm64")):
+        out = sampan("pull", "--platform", f"linux/{arch}", listed).stdout
+        assert f"Digest: {digest}" in out
+        assert sampan("image", "inspect", "-f", "{{.Id}}", listed).stdout.strip() == image.config_digest
+    single = json.loads(sampan("manifest", "inspect", f"{host}/src/arm:v1").stdout)
+    assert single["config"]["digest"] == arm.config_digest
+    missing = sampan("manifest", "rm", listed, check=False)
+    assert missing.returncode != 0 and missing.stderr.strip() == f"Error: No such manifest: {listed}"
+    other = sampan("manifest", "create", f"{host}/x:1", "127.0.0.2:1/y:1", check=False)
+    assert other.returncode != 0 and "different registry" in other.stderr

@@ -24,6 +24,14 @@ IMAGE: dict[str, Entry] = {
 }
 IMAGE_ALIASES = {"list": "ls", "remove": "rm", "rmi": "rm"}
 
+MANIFEST: dict[str, Entry] = {
+    "annotate": ("manifests:annotate", "Add additional information to a local image manifest"),
+    "create": ("manifests:create", "Create a local manifest list for annotating and pushing to a registry"),
+    "inspect": ("manifests:inspect", "Display an image manifest, or manifest list"),
+    "push": ("manifests:push", "Push a manifest list to a repository"),
+    "rm": ("manifests:rm", "Delete one or more manifest lists from local storage"),
+}
+
 SYSTEM: dict[str, Entry] = {
     "check": ("system:check", "Check the store for consistency and leftovers (--repair removes them)"),
     "df": ("system:df", "Show sampan disk usage"),
@@ -86,6 +94,7 @@ CONTAINER_ALIASES = {"list": "ls", "ps": "ls", "remove": "rm"}
 GROUPS: dict[str, tuple[dict[str, Entry], dict[str, str], str]] = {
     "container": (CONTAINER, CONTAINER_ALIASES, "Manage containers"),
     "image": (IMAGE, IMAGE_ALIASES, "Manage images"),
+    "manifest": (MANIFEST, {}, "Manage Docker image manifests and manifest lists"),
     "network": (NETWORK, NETWORK_ALIASES, "Manage networks"),
     "system": (SYSTEM, {}, "Manage sampan"),
     "volume": (VOLUME, VOLUME_ALIASES, "Manage volumes"),  # no top-level shortcuts, as Docker

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from sampan.engine.context import Engine
 from sampan.engine.pull import ProgressEvent, ProgressFn, registry_host
@@ -215,8 +215,6 @@ def _push_blob(engine: Engine, client: RegistryClient, repo: str, name: str, des
 
     if cancelled is not None and cancelled.is_set():
         raise _Cancelled("cancelled")
-    if not engine.content.exists(desc.digest):
-        raise NotFound(f"blob {desc.digest} of the image is not in the store")
     if client.blob_size(repo, desc.digest, scopes=(push_scope(repo),)) is not None:
         say("Layer already exists")
         return
@@ -227,9 +225,16 @@ def _push_blob(engine: Engine, client: RegistryClient, repo: str, name: str, des
             say(f"Mounted from {source}")
             return
         break  # the registry opened an upload instead: use it
-    size = engine.content.size(desc.digest)
+    if engine.content.exists(desc.digest):
+        size = engine.content.size(desc.digest)
+        opened: Any = engine.content.open(desc.digest)
+    elif sources:  # not stored here (manifest push): copied from the repository that has it
+        size = desc.size
+        opened = client.open_blob(sources[0], desc.digest, size)
+    else:
+        raise NotFound(f"blob {desc.digest} is not in the store")
     say("Pushing", 0, size)
-    with engine.content.open(desc.digest) as f:
+    with opened as f:
         reader = _Counting(f, size, lambda n: say("Pushing", n, size), cancelled)
         chunk = CHUNK_SIZE if size > CHUNK_THRESHOLD else None
         client.upload_blob(repo, desc.digest, size, reader, location=location, chunk_size=chunk)
