@@ -189,7 +189,10 @@ def test_push_token_auth_and_errors(sampan: Sampan, busybox: str, tmp_path: Path
         tokens.stop()
     unknown = sampan("push", "127.0.0.1:9/nothing:here", check=False)
     assert unknown.returncode != 0
-    assert unknown.stderr.strip() == "Error: An image does not exist locally with the tag: 127.0.0.1:9/nothing:here"
+    assert unknown.stderr.strip() == "Error: An image does not exist locally with the tag: 127.0.0.1:9/nothing"
+    sampan("tag", "busybox", "127.0.0.1:9/something:there")
+    no_tag = sampan("push", "127.0.0.1:9/something:here", check=False)
+    assert no_tag.stderr.strip() == "Error: tag does not exist: 127.0.0.1:9/something:here"
 
 
 # ---------------------------------------------------------------------------------------------- manifest lists

@@ -132,8 +132,10 @@ def push(engine: Engine, reference: str, all_tags: bool = False,
     images = []
     for target in targets:
         image_id = records.by_tag(conn, target.name, target.tag or refs.DEFAULT_TAG)
-        if image_id is None:
-            raise NotFound(f"An image does not exist locally with the tag: {target.familiar()}")
+        if image_id is None:  # Docker's two wordings: nothing of the repository, or not this tag
+            if conn.execute("SELECT 1 FROM tags WHERE repo = ? LIMIT 1", (target.name,)).fetchone() is None:
+                raise NotFound(f"An image does not exist locally with the tag: {target.familiar_name}")
+            raise NotFound(f"tag does not exist: {target.familiar()}")
         images.append((target, image_id))
     emit(ProgressEvent("", f"The push refers to repository [{ref.name}]"))
     client = open_client(ref.domain)
