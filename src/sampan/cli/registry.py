@@ -9,6 +9,7 @@ from __future__ import annotations
 Entry = tuple[str, str]  # ("module:attribute", summary)
 
 IMAGE: dict[str, Entry] = {
+    "build": ("build:build", "Build an image from a Dockerfile"),
     "bootstrap": ("images:bootstrap", "Build a base image offline (busybox from busybox-static, debian via debootstrap)"),
     "history": ("images:history", "Show the history of an image"),
     "import": ("images:import_", "Import the contents from a tarball to create a filesystem image"),
@@ -103,6 +104,7 @@ GROUPS: dict[str, tuple[dict[str, Entry], dict[str, str], str]] = {
 TOP: dict[str, Entry] = {
     **{name: CONTAINER[name] for name in CONTAINER if name not in ("inspect", "ls", "prune")},
     "ps": CONTAINER["ls"],
+    "build": IMAGE["build"],
     "events": SYSTEM["events"],
     "history": IMAGE["history"],
     "images": IMAGE["ls"],

@@ -591,6 +591,18 @@ def commit_config(record: ContainerRecord, changes: list[str] | tuple[str, ...] 
     return _docker_order(config)
 
 
+def write_layer(engine: Engine, container_id: str, out: int) -> int:
+    """Write a stopped container's changes (its upper layer against its image) as an OCI layer tar to fd ``out``;
+    returns the number of entries (0: the container changed nothing). ``build`` commits each step with it."""
+    record = model.lookup(engine, container_id)
+    with _Lower(rootfs.lower_dirs(engine, record.image_id)) as lower:
+        writer = copy._TarWriter(out)
+        scan = _Scan(str(model.places(engine, record.id).diff), lower, writer)
+        scan.run()
+        writer.close()
+    return scan.entries
+
+
 @contextmanager
 def _paused(engine: Engine, record: ContainerRecord, pause: bool) -> Iterator[None]:
     """Pause a running container while its layer is read (a container the user paused stays paused)."""
@@ -606,7 +618,7 @@ def _paused(engine: Engine, record: ContainerRecord, pause: bool) -> Iterator[No
         lifecycle.unpause(engine, record.id)
 
 
-def _base_layers(engine: Engine, lease: Lease, image_id: str) -> list[Layer]:
+def base_layers(engine: Engine, lease: Lease, image_id: str) -> list[Layer]:
     """The image's stored layers, protected by the lease while the new image is committed."""
     from sampan.engine.image_store import Layer
     from sampan.image.manifest import Descriptor
@@ -662,7 +674,7 @@ def commit(engine: Engine, name: str, *, reference: str | None = None, author: s
         base = images.load_config(engine, record.image_id)
         created = time.time()
         with storing(engine) as lease:
-            layers = _base_layers(engine, lease, record.image_id)
+            layers = base_layers(engine, lease, record.image_id)
             if scan.entries:
                 blob = put_blob(engine, lease, layer_file, media_type=mt.OCI_LAYER)
                 parent = layers[-1].snapshot.chain_id if layers else None

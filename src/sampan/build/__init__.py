@@ -1,0 +1,1 @@
+"""Dockerfile builds: the parser (``dockerfile``) and the classic builder (``builder``)."""

@@ -1,0 +1,836 @@
+"""The classic builder (Docker's ``DOCKER_BUILDKIT=0``): one image per instruction.
+
+Each step starts from the previous step's image and commits a new one (``parent`` = the previous image):
+
+- metadata steps (ENV, WORKDIR's config part, CMD, ENTRYPOINT, LABEL, EXPOSE, USER, VOLUME, STOPSIGNAL,
+  HEALTHCHECK, SHELL, ARG, ONBUILD, MAINTAINER) change only the config and add a history entry
+  ``/bin/sh -c #(nop)  INSTRUCTION`` marked ``empty_layer``, as dockerd writes them;
+- RUN runs in a temporary container (``containers.create`` + ``lifecycle.start`` attached, its output passed
+  through), with the stage's build args in its environment (``|N K=V ...`` in ``created_by``, as Docker) and the
+  ``--network`` of the build (the default bridge unless told otherwise); its writable layer becomes the step's
+  layer with OCI whiteouts (``files.write_layer``), so a file deleted by a later RUN is gone from the image;
+- COPY, ADD and WORKDIR (which creates its directory) write into a temporary container's mounted root through
+  ``unpack_layer`` (fd-relative, never following a link out of the root), then commit the same way.
+
+The temporary container is removed after each step, on success, failure or Ctrl-C.
+
+**Cache.** A step's key is its parent image and its ``created_by`` text, which holds everything the step depends
+on: the instruction after substitution, the build args in use (RUN) and, for COPY/ADD, a hash of the copied
+files' names, types, permissions and contents (never their times: the classic Docker cache miss) plus the
+``--chown``. It is looked up, as Docker's classic builder does, among the images whose ``parent`` is the step's
+parent image (the ``images.parent`` column): a child whose last history entry has the same ``created_by`` is
+the step's result. No table of its own, so ``rmi`` of an intermediate image simply drops that cache entry.
+
+**Multi-stage.** Only the stages the target needs are built: the target (the last stage by default) and, through
+``FROM stage`` and ``COPY --from=stage``, what it depends on. ``COPY --from`` takes a stage (name or index) or
+an image; its cache hash is the source image's ID with the source paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from sampan.build import dockerfile as df
+from sampan.build.context import Context, entry_digest
+from sampan.engine.context import Engine
+from sampan.errors import InvalidArgument, NotFound, SampanError
+
+DEFAULT_SHELL = ["/bin/sh", "-c"]
+_NOP = "/bin/sh -c #(nop)  "
+
+
+@dataclass
+class BuildOptions:
+    context: str  # a directory
+    dockerfile: str = ""  # a path ("" = CONTEXT/Dockerfile); ignored when dockerfile_text is given
+    dockerfile_text: str | None = None
+    tags: list[str] = field(default_factory=list)
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str = ""
+    no_cache: bool = False
+    network: str = "default"  # default (bridge), none or host
+    quiet: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    pull: bool = False
+
+
+@dataclass
+class BuildResult:
+    image_id: str
+    tags: list[str]
+
+
+class BuildError(SampanError):
+    """A step failed (a RUN's non-zero exit, a missing COPY source...)."""
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class _Stage:
+    image_id: str
+    config: dict[str, Any]
+    args: dict[str, str]
+    cmd_set: bool = False
+
+
+class _Printer:
+    def __init__(self, out: BinaryIO, quiet: bool) -> None:
+        self.out, self.quiet = out, quiet
+
+    def line(self, text: str) -> None:
+        if not self.quiet:
+            self.out.write(text.encode("utf-8", "surrogateescape") + b"\n")
+            self.out.flush()
+
+    def raw(self, data: bytes) -> None:
+        if not self.quiet:
+            self.out.write(data)
+            self.out.flush()
+
+
+def _short(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _go_list(items: list[str]) -> str:
+    return "[" + " ".join(json.dumps(item) for item in items) + "]"
+
+
+def _duration(text: str, line: int) -> int:
+    """Go's time.ParseDuration subset (``30s``, ``1m30s``, ``500ms``) in nanoseconds."""
+    units = {"ns": 1, "us": 1000, "µs": 1000, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise df.DockerfileError(line, f"time: invalid duration \"{text}\"")
+    return int(sum(float(n) * units[u] for n, u in parts))
+
+
+# ---------------------------------------------------------------------------------------------- images
+
+
+def _cached(engine: Engine, parent: str, created_by: str) -> str | None:
+    from sampan.engine import images
+    from sampan.store import images as records
+
+    depth = len(images.load_config(engine, parent).history) if parent else 0
+    for child in records.children_of(engine.db.conn, parent):
+        try:
+            history = images.load_config(engine, child).history
+        except (SampanError, OSError):
+            continue
+        if len(history) == depth + 1 and history[-1].get("created_by") == created_by:
+            return child
+    return None
+
+
+def _commit(engine: Engine, parent: str, config: dict[str, Any], created_by: str,
+            layer: BinaryIO | None) -> str:
+    """A new image: the parent's layers (plus ``layer``), ``config``, the parent's history plus one entry."""
+    from sampan.engine import images
+    from sampan.engine.containers.files import _docker_order, base_layers
+    from sampan.engine.image_store import commit_image, put_blob, unpack_layer_blob
+    from sampan.engine.operation import storing
+    from sampan.image import mediatypes as mt
+    from sampan.image.config import format_time, host_architecture
+    from sampan.image.manifest import canonical_json
+
+    base = images.load_config(engine, parent)
+    created = time.time()
+    with storing(engine) as lease:
+        layers = base_layers(engine, lease, parent)
+        entry: dict[str, Any] = {"created": format_time(created), "created_by": created_by}
+        if layer is not None:
+            blob = put_blob(engine, lease, layer, media_type=mt.OCI_LAYER)
+            chain = layers[-1].snapshot.chain_id if layers else None
+            layers.append(unpack_layer_blob(engine, lease, blob, chain, None))
+        else:
+            entry["empty_layer"] = True
+        raw: dict[str, Any] = {"architecture": base.architecture or host_architecture(),
+                               "config": _docker_order(config), "created": format_time(created),
+                               "history": [*base.history, entry], "os": base.os or "linux"}
+        for key in ("os.version", "variant"):
+            if base.raw.get(key):
+                raw[key] = base.raw[key]
+        raw["rootfs"] = {"type": "layers", "diff_ids": [item.snapshot.diff_id for item in layers]}
+        return commit_image(engine, lease, canonical_json(raw), layers, parent=parent).id
+
+
+def _scratch(engine: Engine) -> str:
+    """An image with no layers and an empty config (fixed time, so its ID, and the cache, are stable)."""
+    from sampan.engine.image_store import commit_image
+    from sampan.engine.operation import storing
+    from sampan.image.config import host_architecture
+    from sampan.image.manifest import canonical_json
+
+    raw = {"architecture": host_architecture(), "config": {}, "created": "1970-01-01T00:00:00Z",
+           "history": [], "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+    with storing(engine) as lease:
+        return commit_image(engine, lease, canonical_json(raw), []).id
+
+
+@contextmanager
+def _container(engine: Engine, image_id: str, *, command: list[str] | None = None, env: list[str] | None = None,
+               network: str = "none", attach: bool = False) -> Iterator[Any]:
+    """A temporary container of the image, removed (with its anonymous volumes) whatever happens."""
+    from sampan.engine.containers import remove
+    from sampan.engine.containers.create import CreateOptions, create
+    from sampan.engine.specgen import RunOptions
+
+    mode = {"default": "private", "bridge": "private", "none": "none", "host": "host"}.get(network)
+    if mode is None:
+        raise InvalidArgument(f"network mode \"{network}\" not supported by sampan's builder (default, none, host)")
+    run = RunOptions(command=command or ["true"], entrypoint=[], env=env or [], network_mode=mode)
+    record = create(engine, CreateOptions(image=image_id, run=run, proc_view=False, no_healthcheck=True,
+                                          attach_stdout=attach, attach_stderr=attach))
+    try:
+        yield record
+    finally:
+        remove.remove(engine, record.id, force=True, volumes=True)
+
+
+@contextmanager
+def _mounted(engine: Engine, record: Any) -> Iterator[str]:
+    from sampan.engine.containers import model, rootfs
+
+    with rootfs.temporarily_mounted(engine, record, model.places(engine, record.id)) as root:
+        yield root
+
+
+def _layer_of(engine: Engine, record: Any) -> tuple[BinaryIO, int]:
+    from sampan.engine.containers.files import write_layer
+
+    tmp = tempfile.TemporaryFile(dir=engine.layout.tmp)  # noqa: SIM115 - closed by the caller
+    entries = write_layer(engine, record.id, tmp.fileno())
+    tmp.seek(0)
+    return tmp, entries
+
+
+# ---------------------------------------------------------------------------------------------- the builder
+
+
+class Builder:
+    def __init__(self, engine: Engine, options: BuildOptions, out: BinaryIO) -> None:
+        self.engine = engine
+        self.options = options
+        self.say = _Printer(out, options.quiet)
+        self.context = Context.open(options.context, None if options.dockerfile_text is not None else
+                                    self._dockerfile_path())
+        self.used_args: set[str] = set()
+        self.step = 0
+        self.total = 0
+        self.stage_images: dict[int, str] = {}
+
+    def _dockerfile_path(self) -> str:
+        path = self.options.dockerfile or "Dockerfile"
+        if not os.path.isabs(path):
+            if self.options.dockerfile and os.path.exists(path):
+                return os.path.abspath(path)
+            path = os.path.join(self.options.context, path)
+        return path
+
+    def _read_dockerfile(self) -> str:
+        if self.options.dockerfile_text is not None:
+            return self.options.dockerfile_text
+        path = self._dockerfile_path()
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise NotFound(f"Cannot locate specified Dockerfile: {os.path.basename(path)}") from None
+
+    # -- planning
+
+    def _needed(self, parsed: df.Dockerfile, meta: dict[str, str]) -> list[df.Stage]:
+        stages = parsed.stages
+        by_name = {stage.name: stage.index for stage in stages if stage.name}
+        if self.options.target:
+            target = by_name.get(self.options.target.lower())
+            if target is None:
+                raise InvalidArgument(f"failed to reach build target {self.options.target} in Dockerfile")
+        else:
+            target = len(stages) - 1
+
+        def ref(text: str, before: int) -> int | None:
+            name = text.lower()
+            if name in by_name and by_name[name] < before:
+                return by_name[name]
+            if name.isdigit() and int(name) < before:
+                return int(name)
+            return None
+
+        need: set[int] = set()
+        todo = [target]
+        while todo:
+            index = todo.pop()
+            if index in need:
+                continue
+            need.add(index)
+            stage = stages[index]
+            base = df.expand(stage.base, meta, parsed.escape, stage.line)
+            dep = ref(base, index)
+            if dep is not None:
+                todo.append(dep)
+            for ins in stage.instructions:
+                if ins.cmd == "COPY" and "from" in ins.flags:
+                    dep = ref(ins.flags["from"], index)
+                    if dep is not None:
+                        todo.append(dep)
+        return [stage for stage in stages if stage.index in need]
+
+    # -- running
+
+    def run(self) -> BuildResult:
+        parsed = df.parse(self._read_dockerfile())
+        for note in parsed.notes:
+            self.say.line(f"[Warning] {note}")
+        meta: dict[str, str] = {}
+        for ins in parsed.meta_args:
+            for name, value in self._arg_pairs(ins, meta, parsed.escape):
+                meta[name] = self.options.build_args.get(name, value if value is not None else "")
+                if name in self.options.build_args:
+                    self.used_args.add(name)
+        stages = self._needed(parsed, meta)
+        self.total = sum(1 + len(stage.instructions) for stage in stages) + (1 if self.options.labels else 0)
+        from sampan.image import reference as refs
+
+        tags = [refs.parse_tag_target(tag) for tag in self.options.tags]  # refused before any work
+        image_id = ""
+        for stage in stages:
+            image_id = self._stage(parsed, stage, meta, stages[-1] is stage)
+            self.stage_images[stage.index] = image_id
+        unused = sorted(set(self.options.build_args) - self.used_args)
+        if unused:
+            self.say.line(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
+        self.say.line(f"Successfully built {_short(image_id)}")
+        from sampan.engine import images
+
+        names = []
+        for ref in tags:
+            images.tag(self.engine, image_id, ref.familiar() if ref.tag else ref.name)
+            names.append(ref.with_default_tag().familiar())
+            self.say.line(f"Successfully tagged {names[-1]}")
+        return BuildResult(image_id, names)
+
+    def _step(self, ins: df.Instruction) -> None:
+        self.step += 1
+        self.say.line(f"Step {self.step}/{self.total} : {ins.original}")
+
+    def _arg_pairs(self, ins: df.Instruction, env: dict[str, str], escape: str) -> list[tuple[str, str | None]]:
+        out: list[tuple[str, str | None]] = []
+        for word in df.split_words(ins.rest, escape):
+            name, eq, value = word.partition("=")
+            if not name:
+                raise df.DockerfileError(ins.line, "ARG names can not be blank")
+            out.append((name, df.expand(value, env, escape, ins.line) if eq else None))
+        return out
+
+    def _from(self, parsed: df.Dockerfile, stage: df.Stage, meta: dict[str, str]) -> str:
+        from sampan.engine import images
+
+        base = df.expand(stage.base, meta, parsed.escape, stage.line)
+        for index, image_id in self.stage_images.items():
+            other = parsed.stages[index]
+            if (other.name and base.lower() == other.name) or base == str(index):
+                return image_id
+        if base.lower() == "scratch":
+            return _scratch(self.engine)
+        if self.options.pull:
+            from sampan.engine.pull import pull
+
+            return pull(self.engine, base)[0].image_id
+        try:
+            return images.resolve(self.engine, base)
+        except NotFound:
+            from sampan.engine.pull import ensure_image
+
+            return ensure_image(self.engine, base)
+
+    def _stage(self, parsed: df.Dockerfile, stage: df.Stage, meta: dict[str, str], last: bool) -> str:
+        from sampan.engine import images
+
+        self._step(stage.from_)
+        image_id = self._from(parsed, stage, meta)
+        self.say.line(f" ---> {_short(image_id)}")
+        config = json.loads(json.dumps(images.load_config(self.engine, image_id).container))
+        state = _Stage(image_id, config, {})
+        steps = list(stage.instructions)
+        for ins in steps:
+            self._step(ins)
+            self._instruction(parsed, state, ins, meta)
+        if last and self.options.labels:
+            text = "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.options.labels.items()))
+            ins = df.Instruction("LABEL", text[6:], 0, text)
+            self._step(ins)
+            self._instruction(parsed, state, ins, meta)
+        return state.image_id
+
+    def _env(self, state: _Stage) -> dict[str, str]:
+        env = dict(state.args)
+        for item in state.config.get("Env") or []:
+            key, _, value = item.partition("=")
+            env[key] = value
+        return env
+
+    def _shell(self, state: _Stage) -> list[str]:
+        return list(state.config.get("Shell") or DEFAULT_SHELL)
+
+    def _metadata(self, state: _Stage, config: dict[str, Any], text: str) -> None:
+        created_by = _NOP + text
+        hit = None if self.options.no_cache else _cached(self.engine, state.image_id, created_by)
+        if hit:
+            self.say.line(" ---> Using cache")
+            state.image_id = hit
+        else:
+            state.image_id = _commit(self.engine, state.image_id, config, created_by, None)
+        state.config = config
+        self.say.line(f" ---> {_short(state.image_id)}")
+
+    def _instruction(self, parsed: df.Dockerfile, state: _Stage, ins: df.Instruction,
+                     meta: dict[str, str]) -> None:
+        escape = parsed.escape
+        env = self._env(state)
+        config = json.loads(json.dumps(state.config))
+        cmd = ins.cmd
+        if cmd == "RUN":
+            self._run(state, ins)
+            return
+        if cmd in ("COPY", "ADD"):
+            self._copy(parsed, state, ins, env)
+            return
+        if cmd == "ENV":
+            items = list(config.get("Env") or [])
+            pairs = df.key_values(ins, env, escape)
+            for key, value in pairs:
+                items = [e for e in items if e.partition("=")[0] != key] + [f"{key}={value}"]
+            config["Env"] = items
+            text = "ENV " + " ".join(f"{k}={v}" for k, v in pairs)
+        elif cmd == "LABEL":
+            labels = dict(config.get("Labels") or {})
+            pairs = df.key_values(ins, env, escape)
+            labels.update(pairs)
+            config["Labels"] = labels
+            text = "LABEL " + " ".join(f"{k}={v}" for k, v in pairs)
+        elif cmd == "MAINTAINER":
+            text = "MAINTAINER " + ins.rest
+        elif cmd in ("CMD", "ENTRYPOINT"):
+            value = ins.json if ins.json is not None else (self._shell(state) + [ins.rest] if ins.rest else [])
+            key = "Cmd" if cmd == "CMD" else "Entrypoint"
+            config[key] = value
+            if cmd == "CMD":
+                state.cmd_set = True
+            elif not state.cmd_set:
+                config["Cmd"] = None
+            text = f"{cmd} {_go_list(value)}"
+        elif cmd == "WORKDIR":
+            path = df.expand(ins.rest, env, escape, ins.line)
+            path = posixpath.normpath(posixpath.join(config.get("WorkingDir") or "/", path))
+            config["WorkingDir"] = path
+            self._workdir(state, config, path)
+            return
+        elif cmd == "USER":
+            config["User"] = df.expand(ins.rest, env, escape, ins.line)
+            text = "USER " + config["User"]
+        elif cmd == "EXPOSE":
+            ports = dict(config.get("ExposedPorts") or {})
+            added = []
+            for port in df.expand_words(ins.rest, env, escape, ins.line):
+                number, _, proto = port.partition("/")
+                if not re.fullmatch(r"\d+(-\d+)?", number) or proto.lower() not in ("", "tcp", "udp", "sctp"):
+                    raise df.DockerfileError(ins.line, f"invalid containerPort: {port}")
+                key = f"{number}/{proto.lower() or 'tcp'}"
+                ports[key] = {}
+                added.append(key)
+            config["ExposedPorts"] = ports
+            text = "EXPOSE " + " ".join(sorted(added))
+        elif cmd == "VOLUME":
+            paths = ins.json if ins.json is not None else df.expand_words(ins.rest, env, escape, ins.line)
+            if ins.json is not None:
+                paths = [df.expand(p, env, escape, ins.line) for p in paths]
+            volumes = dict(config.get("Volumes") or {})
+            for path in paths:
+                if not path.strip():
+                    raise df.DockerfileError(ins.line, "VOLUME specified can not be an empty string")
+                volumes[path] = {}
+            config["Volumes"] = volumes
+            text = "VOLUME " + "[" + " ".join(paths) + "]"
+        elif cmd == "STOPSIGNAL":
+            from sampan.engine.specgen import parse_signal
+
+            value = df.expand(ins.rest, env, escape, ins.line)
+            try:
+                parse_signal(value)
+            except SampanError as e:
+                raise df.DockerfileError(ins.line, str(e)) from None
+            config["StopSignal"] = value
+            text = "STOPSIGNAL " + value
+        elif cmd == "SHELL":
+            config["Shell"] = ins.json
+            text = "SHELL " + "[" + " ".join(ins.json or []) + "]"
+        elif cmd == "ONBUILD":
+            trigger = ins.rest.split(None, 1)[0].upper()
+            if trigger in ("ONBUILD", "FROM", "MAINTAINER"):
+                raise df.DockerfileError(ins.line, f"{trigger} isn't allowed as an ONBUILD trigger")
+            config["OnBuild"] = list(config.get("OnBuild") or []) + [ins.rest]
+            text = "ONBUILD " + ins.rest
+        elif cmd == "HEALTHCHECK":
+            config["Healthcheck"] = self._healthcheck(ins)
+            text = "HEALTHCHECK " + ins.rest
+        elif cmd == "ARG":
+            parts = []
+            for name, value in self._arg_pairs(ins, env, escape):
+                if name in self.options.build_args:
+                    state.args[name] = self.options.build_args[name]
+                    self.used_args.add(name)
+                elif value is not None:
+                    state.args[name] = value
+                elif name in meta:
+                    state.args[name] = meta[name]
+                parts.append(name if value is None else f"{name}={value}")
+            text = "ARG " + " ".join(parts)
+        else:  # pragma: no cover - the parser knows no other instruction
+            raise df.DockerfileError(ins.line, f"unknown instruction: {cmd}")
+        self._metadata(state, config, text)
+
+    def _healthcheck(self, ins: df.Instruction) -> dict[str, Any]:
+        rest = ins.rest.strip()
+        if rest.upper() == "NONE":
+            if ins.flags:
+                raise df.DockerfileError(ins.line, "HEALTHCHECK NONE takes no arguments")
+            return {"Test": ["NONE"]}
+        word, _, command = rest.partition(" ")
+        if word.upper() != "CMD" or not command.strip():
+            raise df.DockerfileError(ins.line, "Unknown type \"" + word + "\" in HEALTHCHECK (try CMD)")
+        parsed = df.parse_json_list(command, ins.line)
+        check: dict[str, Any] = {"Test": ["CMD", *parsed] if parsed is not None else ["CMD-SHELL", command.strip()]}
+        for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                          ("start-interval", "StartInterval")):
+            if flag in ins.flags:
+                check[key] = _duration(ins.flags[flag], ins.line)
+        if "retries" in ins.flags:
+            if not ins.flags["retries"].isdigit():
+                raise df.DockerfileError(ins.line, f"invalid retries: {ins.flags['retries']}")
+            check["Retries"] = int(ins.flags["retries"])
+        return check
+
+    # -- steps with a container
+
+    def _finish(self, state: _Stage, record: Any, config: dict[str, Any], created_by: str) -> None:
+        layer, entries = _layer_of(self.engine, record)
+        with layer:
+            state.image_id = _commit(self.engine, state.image_id, config, created_by, layer if entries else None)
+        state.config = config
+
+    def _run(self, state: _Stage, ins: df.Instruction) -> None:
+        command = ins.json if ins.json is not None else self._shell(state) + [ins.rest]
+        env_keys = {item.partition("=")[0] for item in state.config.get("Env") or []}
+        args = sorted((k, v) for k, v in state.args.items() if k not in env_keys)
+        prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " " if args else ""
+        created_by = prefix + " ".join(command)
+        if not self.options.no_cache:
+            hit = _cached(self.engine, state.image_id, created_by)
+            if hit:
+                self.say.line(" ---> Using cache")
+                self.say.line(f" ---> {_short(hit)}")
+                state.image_id = hit
+                return
+        network = ins.flags.get("network") or self.options.network
+        with _container(self.engine, state.image_id, command=command, env=[f"{k}={v}" for k, v in args],
+                        network=network, attach=True) as record:
+            self.say.line(f" ---> Running in {record.id[:12]}")
+            code = self._attached(record)
+            if code != 0:
+                raise BuildError(f"The command '{' '.join(command)}' returned a non-zero code: {code}")
+            self._finish(state, record, state.config, created_by)
+        self.say.line(f" ---> Removed intermediate container {record.id[:12]}")
+        self.say.line(f" ---> {_short(state.image_id)}")
+
+    def _attached(self, record: Any) -> int:
+        from sampan.engine.containers import lifecycle
+        from sampan.monitor import protocol
+        from sampan.store import containers as records
+
+        _, sock = lifecycle.start(self.engine, record.id, {"stdin": False, "stdout": True, "stderr": True})
+        code: int | None = None
+        if sock is not None:
+            decoder = protocol.Decoder()
+            with sock:
+                while code is None:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    for kind, payload in decoder.feed(data):
+                        if kind in (protocol.STDOUT, protocol.STDERR):
+                            self.say.raw(payload)
+                        elif kind == protocol.EXIT:
+                            code = int(payload or b"0")
+                        elif kind == protocol.ERROR:
+                            raise BuildError(payload.decode(errors="replace"))
+        done = lifecycle.wait_not_running(self.engine, record.id, None)
+        if code is None or code < 0:
+            fresh = done or records.get(self.engine.db.conn, record.id)
+            code = fresh.exit_code if fresh is not None else 1
+        return int(code)
+
+    def _workdir(self, state: _Stage, config: dict[str, Any], path: str) -> None:
+        created_by = _NOP + "WORKDIR " + path
+        if not self.options.no_cache:
+            hit = _cached(self.engine, state.image_id, created_by)
+            if hit:
+                self.say.line(" ---> Using cache")
+                self.say.line(f" ---> {_short(hit)}")
+                state.image_id, state.config = hit, config
+                return
+        with _container(self.engine, state.image_id) as record:
+            with _mounted(self.engine, record) as root, tempfile.TemporaryFile(dir=self.engine.layout.tmp) as tar:
+                writer = _tar_writer(tar)
+                _parents(writer, root, path, (0, 0), include_self=True)
+                writer.close()
+                tar.seek(0)
+                _unpack(tar, root)
+            self._finish(state, record, config, created_by)
+        self.say.line(f" ---> {_short(state.image_id)}")
+
+    def _copy(self, parsed: df.Dockerfile, state: _Stage, ins: df.Instruction, env: dict[str, str]) -> None:
+        escape = parsed.escape
+        words = ins.json if ins.json is not None else df.split_words(ins.rest, escape)
+        words = [df.expand(word, env, escape, ins.line) for word in words]
+        if len(words) < 2:
+            raise df.DockerfileError(ins.line, f"{ins.cmd} requires at least two arguments, but only one was "
+                                     "provided. Destination could not be determined.")
+        srcs, dest = words[:-1], words[-1]
+        workdir = state.config.get("WorkingDir") or "/"
+        dest_dir = dest.endswith(("/", "/.")) or dest in (".", "..")
+        dest = posixpath.normpath(posixpath.join(workdir, dest))
+        chown = df.expand(ins.flags.get("chown", ""), env, escape, ins.line)
+        from_image = ""
+        if "from" in ins.flags:
+            if ins.cmd != "COPY":
+                raise df.DockerfileError(ins.line, "ADD does not support --from")
+            from_image = self._from_image(parsed, df.expand(ins.flags["from"], env, escape, ins.line))
+        plan = _Plan(ins.cmd, srcs, dest, dest_dir, chown)
+        if from_image:
+            h = hashlib.sha256(f"{from_image}\0{json.dumps(srcs)}".encode())
+            kind = "multi" if len(srcs) > 1 else "from"
+        else:
+            for src in srcs:
+                if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", src):
+                    raise BuildError(f"{ins.cmd} failed: remote URLs are not supported by sampan's builder: {src}")
+                plan.sources.extend(self.context.sources(src, ins.cmd))
+            if len(plan.sources) > 1 and not dest_dir:
+                raise BuildError(f"When using {ins.cmd} with more than one source file, the destination must be "
+                                 "a directory and end with a /")
+            h = hashlib.sha256()
+            for source in plan.sources:
+                h.update(f"{source.rel}\0".encode("utf-8", "surrogateescape"))
+                if stat.S_ISDIR(source.st.st_mode):
+                    for rel, path, st in self.context.walk(source):
+                        entry_digest(h, rel, st, path)
+                else:
+                    entry_digest(h, posixpath.basename(source.rel), source.st, source.path)
+            kind = "multi" if len(plan.sources) > 1 else "dir" if plan.sources and \
+                stat.S_ISDIR(plan.sources[0].st.st_mode) else "file"
+        if chown:
+            h.update(f"\0chown={chown}".encode())
+        created_by = f"{_NOP.rstrip()} {ins.cmd} {kind}:{h.hexdigest()} in {dest}{'/' if dest_dir else ''} "
+        if not self.options.no_cache:
+            hit = _cached(self.engine, state.image_id, created_by)
+            if hit:
+                self.say.line(" ---> Using cache")
+                self.say.line(f" ---> {_short(hit)}")
+                state.image_id = hit
+                return
+        with _container(self.engine, state.image_id) as record:
+            with _mounted(self.engine, record) as root:
+                owner = (0, 0)
+                if chown:
+                    owner = _chown(root, chown)
+                with tempfile.TemporaryFile(dir=self.engine.layout.tmp) as tar:
+                    writer = _tar_writer(tar)
+                    if from_image:
+                        self._from_entries(writer, root, plan, from_image, owner if chown else None)
+                    else:
+                        _context_entries(self.context, writer, root, plan, owner)
+                    writer.close()
+                    tar.seek(0)
+                    _unpack(tar, root)
+            self._finish(state, record, state.config, created_by)
+        self.say.line(f" ---> {_short(state.image_id)}")
+
+    def _from_image(self, parsed: df.Dockerfile, name: str) -> str:
+        from sampan.engine import images
+
+        for index, image_id in self.stage_images.items():
+            stage = parsed.stages[index]
+            if name.lower() == stage.name or name == str(index):
+                return image_id
+        for stage in parsed.stages:
+            if name.lower() == stage.name or name == str(stage.index):
+                raise InvalidArgument(f"invalid from flag value {name}: refers to the current or a later stage")
+        try:
+            return images.resolve(self.engine, name)
+        except NotFound:
+            from sampan.engine.pull import ensure_image
+
+            return ensure_image(self.engine, name)
+
+    def _from_entries(self, writer: Any, root: str, plan: _Plan, image_id: str,
+                      owner: tuple[int, int] | None) -> None:
+        from sampan._linux import syscalls
+        from sampan.engine.containers import copy
+
+        resolve = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
+        with _container(self.engine, image_id) as other, _mounted(self.engine, other) as source_root:
+            rootfd = os.open(source_root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                opened = []
+                for src in plan.srcs:
+                    clean = posixpath.normpath("/" + src).lstrip("/")
+                    try:
+                        fd = syscalls.openat2(rootfd, clean or ".", os.O_PATH | os.O_CLOEXEC, resolve)
+                    except FileNotFoundError:
+                        raise NotFound(f"COPY failed: stat {src}: file does not exist") from None
+                    opened.append((clean, fd))
+                try:
+                    if len(opened) > 1 and not plan.dest_dir:
+                        raise BuildError("When using COPY with more than one source file, the destination must "
+                                         "be a directory and end with a /")
+                    for clean, fd in opened:
+                        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+                        target = _target(root, plan, posixpath.basename(clean) or "", is_dir)
+                        _parents(writer, root, target if is_dir else posixpath.dirname(target), owner or (0, 0),
+                                 include_self=is_dir)
+                        copy._walk(writer, fd, target.lstrip("/"), include_root=not is_dir, owner=owner)
+                finally:
+                    for _, fd in opened:
+                        os.close(fd)
+            finally:
+                os.close(rootfd)
+
+
+@dataclass
+class _Plan:
+    cmd: str
+    srcs: list[str]
+    dest: str
+    dest_dir: bool
+    chown: str
+    sources: list[Any] = field(default_factory=list)
+
+
+def _tar_writer(fileobj: BinaryIO) -> Any:
+    from sampan.engine.containers import copy
+
+    return copy._TarWriter(fileobj.fileno())
+
+
+def _unpack(tar: BinaryIO, root: str) -> None:
+    from sampan.snapshot.unpack import unpack_layer
+
+    unpack_layer(tar, root, whiteouts="keep")
+
+
+def _chown(root: str, spec: str) -> tuple[int, int]:
+    from sampan.engine.specgen import lookup_user
+
+    try:
+        uid, gid, _ = lookup_user(root, spec)
+    except SampanError as e:
+        raise BuildError(f"unable to convert uid/gid chown string to host mapping: {e}") from None
+    return uid, gid
+
+
+def _lstat_in(root: str, path: str) -> os.stat_result | None:
+    from sampan.engine.containers import copy
+
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return copy._follow(fd, path)[1]
+    finally:
+        os.close(fd)
+
+
+def _parents(writer: Any, root: str, path: str, owner: tuple[int, int], *, include_self: bool) -> None:
+    """Directory entries (0755, ``owner``) for the components of ``path`` missing in the root."""
+    parts = [p for p in path.split("/") if p]
+    if not include_self:
+        parts = parts[:-1]
+    current = ""
+    for part in parts:
+        current = f"{current}/{part}"
+        st = _lstat_in(root, current)
+        if st is not None:
+            if not stat.S_ISDIR(st.st_mode):
+                raise BuildError(f"failed to copy files: {current} is not a directory")
+            continue
+        info = tarfile.TarInfo(current.lstrip("/"))
+        info.type = tarfile.DIRTYPE
+        info.mode = 0o755
+        info.uid, info.gid = owner
+        info.mtime = int(time.time())
+        writer.add(info, None)
+
+
+def _target(root: str, plan: _Plan, name: str, is_dir: bool) -> str:
+    """Where a source lands: a directory's contents go into DEST; a file goes into DEST when DEST ends with
+    ``/`` or is an existing directory, else it becomes DEST."""
+    if is_dir:
+        return plan.dest
+    st = _lstat_in(root, plan.dest)
+    if plan.dest_dir or (st is not None and stat.S_ISDIR(st.st_mode)):
+        return posixpath.join(plan.dest, name)
+    return plan.dest
+
+
+def _is_archive(path: str) -> bool:
+    try:
+        with tarfile.open(path, "r:*") as archive:
+            return archive.next() is not None
+    except (tarfile.TarError, OSError, EOFError):
+        return False
+
+
+def _context_entries(context: Context, writer: Any, root: str, plan: _Plan, owner: tuple[int, int]) -> None:
+    from sampan.engine.containers import copy
+
+    links: dict[tuple[int, int], str] = {}
+    for source in plan.sources:
+        is_dir = stat.S_ISDIR(source.st.st_mode)
+        if plan.cmd == "ADD" and not is_dir and _is_archive(source.path):
+            _parents(writer, root, plan.dest, owner, include_self=True)
+            with open(source.path, "rb") as stream:
+                copy._retar(stream, writer, plan.dest.lstrip("/"), owner if plan.chown else None)
+            continue
+        target = _target(root, plan, posixpath.basename(source.rel), is_dir)
+        _parents(writer, root, target if is_dir else posixpath.dirname(target), owner, include_self=True)
+        if is_dir:
+            items = [(posixpath.join(target, rel), path, st) for rel, path, st in context.walk(source)]
+        else:
+            items = [(target, source.path, source.st)]
+        for name, path, st in items:
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                copy._emit(writer, fd, os.fstat(fd), name.lstrip("/"), owner, links)
+            finally:
+                os.close(fd)
+
+
+def build(engine: Engine, options: BuildOptions, out: BinaryIO | None = None) -> BuildResult:
+    """``docker build`` with the classic builder; progress in Docker's classic words on ``out`` (stdout)."""
+    if not os.path.isdir(options.context):
+        raise NotFound(f"unable to prepare context: path \"{options.context}\" not found")
+    return Builder(engine, options, out if out is not None else sys.stdout.buffer).run()
