@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -224,15 +225,22 @@ TRICKY_OUT = [b"plain\n", b"tab\there\r\n", b"<b>&amp;</b>\n", "unicode \u00e9\u
 TRICKY_ERR = [b"err one\n", b"err <two>\n", b"e" * 20000, b"\n", b"err tail"]
 
 
+_DOCKER_CONTAINERS: list[str] = []  # removed when the module is done: the session's dockerd is shared
+
+
 @pytest.fixture(scope="module")
-def busybox_in_docker(docker: dict[str, str], busybox_archive: Path) -> dict[str, str]:
+def busybox_in_docker(docker: dict[str, str], busybox_archive: Path) -> Iterator[dict[str, str]]:
     docker_cli(docker, "load", "-i", str(busybox_archive))
-    return docker
+    yield docker
+    if _DOCKER_CONTAINERS:
+        docker_cli(docker, "rm", "-f", *_DOCKER_CONTAINERS)
+        _DOCKER_CONTAINERS.clear()
 
 
 def docker_run(env: dict[str, str], tmp: Path, script: str, *options: str) -> Path:
     """Run a busybox script with ``tmp`` mounted at /p; returns the path of Docker's own log file."""
     cid = docker_cli(env, "run", "-d", "-v", f"{tmp}:/p:ro", *options, "busybox", "sh", "-c", script).strip()
+    _DOCKER_CONTAINERS.append(cid)
     assert docker_cli(env, "wait", cid).strip() == "0"
     return Path(docker_cli(env, "inspect", "-f", "{{.LogPath}}", cid).strip())
 
