@@ -470,3 +470,166 @@ def test_docker_compose(service: Service, tmp_path: Path) -> None:
         compose("down")
     assert service.out("ps", "-aq", "--filter", "label=com.docker.compose.project=apic") == ""
     assert "apic_appnet" not in service.out("network", "ls", "--format", "{{.Name}}").split()
+
+
+# ---------------------------------------------------------------------------------------------- build, pull, push
+
+_DOCKERFILE = """FROM busybox
+ARG MSG=unset
+COPY greeting.txt /greeting.txt
+RUN echo "built-$MSG" > /msg && echo run-output
+CMD ["sh", "-c", "cat /msg /greeting.txt"]
+"""
+
+
+def _lines(body: bytes) -> list[dict]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def _tar(files: dict[str, bytes | str], *, gz: bool = False) -> bytes:
+    """A context archive: bytes are files, a str is a symlink's target."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz" if gz else "w") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            if isinstance(content, str):
+                info.type, info.linkname = tarfile.SYMTYPE, content
+                archive.addfile(info)
+            else:
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def test_build_with_the_docker_cli(service: Service, tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text(_DOCKERFILE)
+    (tmp_path / "greeting.txt").write_text("hello\n")
+    env = {**service.env, "DOCKER_BUILDKIT": "0"}
+    try:
+        proc = subprocess.run(["docker", "build", "-t", "apibuild/x:1", "--build-arg", "MSG=ok", str(tmp_path)],
+                              env=env, capture_output=True, timeout=60, check=False)
+        out = proc.stdout.decode()
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert "Step 1/5 : FROM busybox" in out and "run-output" in out
+        assert "Successfully built " in out and "Successfully tagged apibuild/x:1" in out
+        assert service.out("run", "--rm", "apibuild/x:1") == "built-ok\nhello\n"
+        quiet = subprocess.run(["docker", "build", "-q", "--build-arg", "MSG=ok", str(tmp_path)], env=env,
+                               capture_output=True, timeout=60, check=True).stdout.decode().strip()
+        assert quiet == service.out("image", "inspect", "-f", "{{.Id}}", "apibuild/x:1").strip()  # cached
+        (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
+        failed = subprocess.run(["docker", "build", str(tmp_path)], env=env, capture_output=True, timeout=60,
+                                check=False)
+        assert failed.returncode != 0 and b"returned a non-zero code: 3" in failed.stderr
+    finally:
+        service.docker("rmi", "apibuild/x:1", check=False)
+
+
+def test_build_api_context_and_errors(service: Service) -> None:
+    context = _tar({"sub/Build.file": b"FROM busybox\nLABEL a=b\nCMD [\"true\"]\n"}, gz=True)
+    status, _, body = request(service, "POST", "/v1.44/build?t=apibuild/y&t=apibuild/y:2&dockerfile=sub/Build.file"
+                              "&labels=%7B%22l%22%3A%22v%22%7D&rm=1&forcerm=0", context,
+                              {"Content-Type": "application/x-tar"})
+    assert status == 200, body
+    lines = _lines(body)
+    assert lines[0] == {"stream": "Step 1/4 : FROM busybox\n"}
+    aux = [line["aux"]["ID"] for line in lines if "aux" in line]
+    assert len(aux) == 1 and aux[0].startswith("sha256:")
+    after = [line["stream"] for line in lines[lines.index({"aux": {"ID": aux[0]}}) + 1:]]
+    assert after == [f"Successfully built {aux[0][7:19]}\n", "Successfully tagged apibuild/y:latest\n",
+                     "Successfully tagged apibuild/y:2\n"]
+    labels = json.loads(service.out("image", "inspect", "-f", "{{json .Config.Labels}}", "apibuild/y:2"))
+    assert labels == {"a": "b", "l": "v"}
+    service.docker("rmi", "apibuild/y", "apibuild/y:2")
+    # the Dockerfile is looked up inside the context: a symlink out of it finds nothing on the host
+    escape = _tar({"Dockerfile": "/etc/hostname", "x": b""})
+    status, _, body = request(service, "POST", "/build", escape)
+    assert status == 404 and b"Cannot locate specified Dockerfile" in body
+    status, _, body = request(service, "POST", "/build?dockerfile=../../../../etc/hostname", escape)
+    assert status == 404
+    status, _, body = request(service, "POST", "/build?buildargs=notjson", _tar({"Dockerfile": b"FROM busybox\n"}))
+    assert status == 400 and b"buildargs" in body
+    status, _, body = request(service, "POST", "/build", _tar({"Dockerfile": b"FROM busybox\nRUN false\n"}))
+    assert status == 200
+    assert _lines(body)[-1]["errorDetail"]["message"] == _lines(body)[-1]["error"]
+    assert "returned a non-zero code: 1" in _lines(body)[-1]["error"]
+
+
+def test_pull_and_push_with_the_docker_cli(service: Service, tmp_path: Path) -> None:
+    from registry_fixtures import push_image, run_registry
+
+    with run_registry(tmp_path / "registry") as reg:
+        name = f"{reg.host}/api/bb:1"
+        try:
+            service.docker("tag", "busybox", name)
+            out = service.out("push", name)
+            assert f"The push refers to repository [{reg.host}/api/bb]" in out
+            assert "1: digest: sha256:" in out
+            service.docker("rmi", name)
+            pulled = service.out("pull", name)
+            assert "Already exists" in pulled and f"Downloaded newer image for {name}" in pulled
+            assert service.out("image", "inspect", "-f", "{{.Id}}", name) == \
+                service.out("image", "inspect", "-f", "{{.Id}}", "busybox")
+            assert "Image is up to date" in service.out("pull", name)
+            # a fresh layer: Docker's per-layer progress lines, then the digest and status
+            fresh = push_image(reg, "api/fresh", "v1", [{"data.bin": os.urandom(1 << 20)}])
+            status, _, body = request(service, "POST", f"/v1.44/images/create?fromImage={reg.host}/api/fresh&tag=v1")
+            assert status == 200
+            lines = _lines(body)
+            assert lines[0] == {"status": "Pulling from api/fresh", "id": "v1"}
+            downloading = [line for line in lines if line.get("status") == "Downloading"]
+            assert downloading and downloading[-1]["progressDetail"]["current"] == \
+                downloading[-1]["progressDetail"]["total"]
+            assert {"status": "Pull complete", "id": downloading[0]["id"]} in lines
+            assert lines[-2:] == [{"status": f"Digest: {fresh.manifest_digest}"},
+                                  {"status": f"Status: Downloaded newer image for {reg.host}/api/fresh:v1"}]
+            missing = service.docker("pull", f"{reg.host}/api/nothing:here", check=False)
+            assert missing.returncode != 0 and b"manifest unknown" in missing.stderr.lower()
+        finally:
+            service.docker("rmi", name, f"{reg.host}/api/fresh:v1", check=False)
+
+
+def test_registry_auth_header_and_docker_py(service: Service, tmp_path: Path) -> None:
+    import base64
+    import io
+
+    from registry_fixtures import PASSWORD, USER, run_registry
+
+    docker = pytest.importorskip("docker")
+    with run_registry(tmp_path / "basic", htpasswd=True) as reg:
+        name = f"{reg.host}/private/bb"
+        service.docker("tag", "busybox", f"{name}:1")
+        client = docker.DockerClient(base_url=f"unix://{service.socket}", timeout=60)
+        try:
+            status, _, body = request(service, "POST", f"/images/{name}/push?tag=1")
+            assert status == 401 or "errorDetail" in _lines(body)[-1], body
+            auth = base64.urlsafe_b64encode(json.dumps({"username": USER, "password": PASSWORD,
+                                                        "serveraddress": reg.host}).encode()).decode()
+            status, _, body = request(service, "POST", f"/images/{name}/push?tag=1", headers={"X-Registry-Auth": auth})
+            assert status == 200
+            lines = _lines(body)
+            assert "errorDetail" not in lines[-1], lines[-1]
+            assert lines[-1]["aux"]["Tag"] == "1" and lines[-1]["aux"]["Digest"].startswith("sha256:")
+            service.docker("rmi", f"{name}:1")
+            with pytest.raises(docker.errors.APIError):
+                client.images.pull(name, tag="1", auth_config={"username": USER, "password": "wrong"})
+            image = client.images.pull(name, tag="1", auth_config={"username": USER, "password": PASSWORD})
+            assert f"{name}:1" in image.tags
+            # docker login goes to the registry; the CLI then sends the credentials with each push
+            login = service.docker("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD.encode())
+            assert b"Login Succeeded" in login.stdout
+            bad = service.docker("login", "-u", USER, "--password-stdin", reg.host, input=b"wrong", check=False)
+            assert bad.returncode != 0
+            service.docker("tag", "busybox", f"{name}:2")
+            assert "2: digest: sha256:" in service.out("push", f"{name}:2")
+            dockerfile = io.BytesIO(b'FROM busybox\nCMD ["echo", "py"]\n')
+            built, logs = client.images.build(fileobj=dockerfile, tag="apibuild/py:1", rm=True)
+            assert "apibuild/py:1" in built.tags
+            assert any("Successfully built" in entry.get("stream", "") for entry in logs)
+            assert client.containers.run("apibuild/py:1", remove=True) == b"py\n"
+        finally:
+            client.close()
+            service.docker("logout", reg.host, check=False)
+            service.docker("rmi", f"{name}:1", f"{name}:2", "apibuild/py:1", check=False)

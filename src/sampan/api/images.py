@@ -1,5 +1,5 @@
-"""Image endpoints: list, inspect, history, tag, delete, prune, get (save), load; create (pull) and push when the
-engine has them (``sampan.engine.pull``), a clear 501 until then."""
+"""Image endpoints: list, inspect, history, tag, delete, prune, get (save), load, create (pull or import) and
+push; pull and push stream Docker's JSON progress lines."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from sampan.api.server import (
     backend,
     body_to_file,
     error_response,
+    json_lines,
     json_response,
     query_bool,
     query_filters,
+    registry_auth,
     stream_from_thread,
 )
 from sampan.engine.images import ImageSummary
@@ -120,66 +122,57 @@ async def load(request: web.Request) -> web.StreamResponse:
 
 
 async def create(request: web.Request) -> web.StreamResponse:
-    """``docker pull`` (``fromImage``) and ``docker import`` (``fromSrc``)."""
+    """``docker pull`` (``fromImage``, credentials in ``X-Registry-Auth``) and ``docker import`` (``fromSrc``)."""
+    from sampan.engine.pull import pull
+
     if request.query.get("fromSrc"):
         return await _import(request)
     if not request.query.get("fromImage"):
         raise BadRequest("fromImage or fromSrc is required")
-    try:
-        from sampan.engine.pull import pull
-    except ImportError:
-        return error_response(501, "pulling images through the API is not implemented by sampan yet (load "
-                                   "images with 'docker load')")
     reference = request.query["fromImage"]
     tag_ = request.query.get("tag", "")
-    if tag_:
+    if tag_ and "@" not in reference:
         reference += ("@" if tag_.startswith("sha256:") else ":") + tag_
     platform = request.query.get("platform") or None
-    return await _progress_stream(request, lambda engine, emit: pull(engine, reference, platform=platform,
-                                                                    progress=emit))
+    credentials = registry_auth(request)
+    return await json_lines(request, lambda engine, send: pull(engine, reference, platform=platform,
+                                                               progress=_progress(send), credentials=credentials))
 
 
-async def _progress_stream(request: web.Request, work: Any) -> web.StreamResponse:
-    """Docker's JSON progress lines from ``work(engine, emit)``; an error after the first line is an
-    ``errorDetail`` line, as dockerd writes it."""
-    import asyncio
+async def push(request: web.Request) -> web.StreamResponse:
+    """``docker push``: ``/images/{name}/push?tag=``, credentials in ``X-Registry-Auth``; the closing ``aux``
+    line carries the tag, digest and size, as dockerd writes it."""
+    from sampan.engine.push import push as push_image
+    from sampan.image import reference as refs
 
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    reference = request.match_info["name"]
+    tag_ = request.query.get("tag", "")
+    if tag_:
+        reference += ":" + tag_
+    all_tags = not tag_ and refs.parse(reference).tag is None  # dockerd: no tag pushes every local tag
+    credentials = registry_auth(request)
+
+    def finish(results: Any) -> list[dict[str, Any]]:
+        return [{"progressDetail": {}, "aux": {"Tag": r.reference.tag, "Digest": r.digest, "Size": r.size}}
+                for r in results or []]
+
+    return await json_lines(request, lambda engine, send: push_image(engine, reference, all_tags=all_tags,
+                                                                     progress=_progress(send),
+                                                                     credentials=credentials), finish)
+
+
+def _progress(send: Any) -> Any:
+    """The engine's progress events as Docker's JSON progress lines."""
 
     def emit(event: Any) -> None:
-        line: dict[str, Any] = {"status": event.status, "id": event.id}
+        line: dict[str, Any] = {"status": event.status}
         if event.total:
             line["progressDetail"] = {"current": event.current, "total": event.total}
-        loop.call_soon_threadsafe(queue.put_nowait, line)
+        if event.id:
+            line["id"] = event.id
+        send(line)
 
-    def run(engine: Any) -> Any:
-        try:
-            return work(engine, emit)
-        finally:
-            loop.call_soon_threadsafe(queue.put_nowait, None)
-
-    task = asyncio.ensure_future(backend(request).call(run))
-    response = web.StreamResponse(headers={"Content-Type": "application/json"})
-    first = await queue.get()
-    if first is None and task.done() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc] - before any output: an ordinary error answer
-    await response.prepare(request)
-    line = first
-    while line is not None:
-        await response.write(json.dumps(line).encode() + b"\r\n")
-        line = await queue.get()
-    try:
-        results = await task
-    except Exception as e:  # noqa: BLE001 - reported in the stream, as dockerd does
-        message = " ".join(str(e).split())
-        await response.write(json.dumps({"errorDetail": {"message": message}, "error": message}).encode() + b"\r\n")
-        return response
-    for result in results or []:
-        if getattr(result, "digest", ""):
-            await response.write(json.dumps({"status": f"Digest: {result.digest}"}).encode() + b"\r\n")
-        await response.write(json.dumps({"status": f"Status: {result.status}"}).encode() + b"\r\n")
-    return response
+    return emit
 
 
 async def _import(request: web.Request) -> web.StreamResponse:
@@ -210,4 +203,5 @@ def register(routes: Routes) -> None:
     routes.add("GET", "/images/{name:.+}/history", history)
     routes.add("GET", "/images/{name:.+}/get", get)
     routes.add("POST", "/images/{name:.+}/tag", tag)
+    routes.add("POST", "/images/{name:.+}/push", push)
     routes.add("DELETE", "/images/{name:.+}", delete)

@@ -18,6 +18,7 @@ HEAD and GET with the ``Api-Version``, ``OSType`` and ``Builder-Version`` header
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import sys
@@ -213,6 +214,44 @@ def str_map(data: dict[str, Any], key: str, where: str) -> dict[str, str]:
     return dict(value)
 
 
+def registry_auth(request: web.Request) -> Any:
+    """The credentials of ``X-Registry-Auth`` (base64url JSON ``{username, password, serveraddress}``, or
+    ``{identitytoken}``, or the old ``{auth: base64(user:password)}``) as ``Credentials``; None when the header
+    is absent, empty or carries no credentials (then the stored ones apply). Like dockerd, an undecodable header
+    counts as no credentials."""
+    import base64
+    import binascii
+
+    from sampan.registry.credentials import Credentials
+
+    text = request.headers.get("X-Registry-Auth", "").strip()
+    if not text or len(text) > 64 << 10:
+        return None
+    text = text.replace("+", "-").replace("/", "_").rstrip("=")
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+
+    def get(key: str) -> str:
+        value = data.get(key)
+        return value if isinstance(value, str) else ""
+
+    username, password, token = get("username"), get("password"), get("identitytoken")
+    if not username and not password and get("auth"):
+        try:
+            username, _, password = base64.b64decode(get("auth")).decode().partition(":")
+        except (binascii.Error, ValueError):
+            return None
+    if token:
+        return Credentials(username=username, identity_token=token)
+    if username or password:
+        return Credentials(username=username, password=password)
+    return None
+
+
 # ---------------------------------------------------------------------------------------------- bodies in threads
 
 
@@ -262,6 +301,75 @@ async def stream_from_thread(request: web.Request, produce: Callable[[Engine, An
         return response
     if not response.prepared:
         await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+class _End:
+    """The end of a JSON-lines stream."""
+
+
+async def json_lines(request: web.Request, work: Callable[[Engine, Callable[[dict[str, Any]], None]], Any],
+                     finish: Callable[[Any], list[dict[str, Any]]] | None = None) -> web.StreamResponse:
+    """Docker's streamed JSON lines (pull, push, build): ``work(engine, send)`` runs in a worker and ``send``s
+    dicts, which go out one per line as they come (a bounded queue: a slow client slows the work down); then
+    ``finish(result)`` gives the closing lines. An error before the first line is an ordinary error answer; one
+    after it is an ``errorDetail`` line, as dockerd writes it. A client that goes away stops the work at its
+    next ``send``."""
+    import concurrent.futures
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=512)
+    gone = threading.Event()
+
+    def send(line: dict[str, Any]) -> None:
+        if gone.is_set():
+            raise ConnectionError("the client went away")
+        future = asyncio.run_coroutine_threadsafe(queue.put(line), loop)
+        while True:
+            try:
+                future.result(timeout=1)
+                return
+            except concurrent.futures.TimeoutError:
+                if gone.is_set():
+                    future.cancel()
+                    raise ConnectionError("the client went away") from None
+
+    def run(engine: Engine) -> Any:
+        try:
+            return work(engine, send)
+        finally:
+            if not gone.is_set():
+                asyncio.run_coroutine_threadsafe(queue.put(_End), loop)
+
+    task = asyncio.ensure_future(backend(request).call(run))
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    try:
+        line = await queue.get()
+        if line is _End:
+            result = await task  # an error before any output: an ordinary error answer
+            lines = finish(result) if finish is not None else []
+            await response.prepare(request)
+        else:
+            await response.prepare(request)
+            while line is not _End:
+                await response.write(json.dumps(line).encode() + b"\r\n")
+                line = await queue.get()
+            try:
+                result = await task
+                lines = finish(result) if finish is not None else []
+            except Exception as e:  # noqa: BLE001 - reported in the stream, as dockerd does
+                if not isinstance(e, SampanError):
+                    traceback.print_exc(file=sys.stderr)
+                message = " ".join(str(e).split()) or type(e).__name__
+                lines = [{"errorDetail": {"message": message}, "error": message}]
+        for line in lines:
+            await response.write(json.dumps(line).encode() + b"\r\n")
+    except (ConnectionError, asyncio.CancelledError):
+        gone.set()
+        with contextlib.suppress(Exception):
+            await asyncio.shield(task)  # let the work stop (and clean up) at its next send
+        raise
     await response.write_eof()
     return response
 
@@ -432,7 +540,7 @@ async def _not_implemented(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(root: str, runroot: str) -> web.Application:
-    from sampan.api import containers, images, networks, system, volumes
+    from sampan.api import build, containers, images, networks, system, volumes
     from sampan.api import exec as exec_api
 
     app = web.Application(middlewares=[_versions, _errors], client_max_size=MAX_JSON_BODY)
@@ -440,9 +548,9 @@ def make_app(root: str, runroot: str) -> web.Application:
     routes = Routes(app)
     routes.add("GET", "/_ping", _ping)
     routes.add("HEAD", "/_ping", _ping)
-    for module in (system, containers, exec_api, images, volumes, networks):
+    for module in (system, containers, exec_api, images, build, volumes, networks):
         module.register(routes)
-    for method, path in (("POST", "/build"), ("POST", "/images/{name:.*}/push"), ("POST", "/commit"),
+    for method, path in (("POST", "/commit"),
                          ("GET", "/plugins"), ("GET", "/swarm"), ("GET", "/services"), ("GET", "/nodes")):
         routes.add(method, path, _not_implemented)
 

@@ -15,6 +15,8 @@ from sampan.api.server import (
     BadRequest,
     Routes,
     backend,
+    body_json,
+    field,
     json_response,
     query_filters,
 )
@@ -143,6 +145,17 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def auth(request: web.Request) -> web.StreamResponse:
+    """``docker login``: the registry checks the credentials (the client stores them, and sends them with each
+    pull and push in ``X-Registry-Auth``); a refusal is a 401 with the registry's words, as dockerd answers."""
+    from sampan.engine.login import verify
+
+    data = await body_json(request, required=True)
+    username = field(data, "username", str, "AuthConfig", "")
+    password = field(data, "password", str, "AuthConfig", "")
+    server = field(data, "serveraddress", str, "AuthConfig", "")
+    if not username or not password:
+        raise BadRequest("username and password are required")
+    await backend(request).run(lambda: verify(server or None, username, password))
     return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
 
 

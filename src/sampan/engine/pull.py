@@ -39,6 +39,7 @@ from sampan.store.leases import Lease
 
 if TYPE_CHECKING:  # the HTTP stack is imported only when a pull really happens (run/create import this module)
     from sampan.registry.client import FetchedManifest, RegistryClient
+    from sampan.registry.credentials import Credentials
 
 HUB_DOMAIN = refs.DEFAULT_DOMAIN
 HUB_REGISTRY = "registry-1.docker.io"
@@ -87,12 +88,15 @@ def _noop(_: ProgressEvent) -> None:
 
 
 def pull(engine: Engine, reference: str, platform: str | None = None, all_tags: bool = False,
-         progress: ProgressFn | None = None) -> list[PullResult]:
-    """Pull ``reference`` (``name[:tag|@digest]``; with ``all_tags`` every tag of the repository)."""
+         progress: ProgressFn | None = None, credentials: Credentials | None = None) -> list[PullResult]:
+    """Pull ``reference`` (``name[:tag|@digest]``; with ``all_tags`` every tag of the repository).
+
+    ``credentials`` (the API's ``X-Registry-Auth``) are used for the reference's own registry instead of the
+    stored ones; mirrors keep their stored credentials, so these are never sent to another host."""
     emit = progress or _noop
     ref = refs.parse(reference)
     wanted = platforms.parse(platform) if platform else None
-    with _Session(ref) as session:
+    with _Session(ref, credentials) as session:
         if all_tags:
             if ref.tag is not None or ref.digest is not None:
                 raise InvalidArgument("tag can't be used with --all-tags/-a")
@@ -126,7 +130,7 @@ def ensure_image(engine: Engine, name: str, platform: str | None = None,
 class _Session:
     """The registry endpoints of one repository: mirrors (Docker Hub only) then the registry itself."""
 
-    def __init__(self, ref: refs.Reference) -> None:
+    def __init__(self, ref: refs.Reference, credentials: Credentials | None = None) -> None:
         from sampan.registry.client import RegistryClient
         from sampan.registry.config import RegistryConfig
         from sampan.registry.credentials import DockerConfig
@@ -144,7 +148,8 @@ class _Session:
                 candidates.append(RegistryClient(host, transport=self.transport, base_url=mirror, name=mirror,
                                                  credentials=lambda h=host: docker_config.get(h)))
         candidates.append(RegistryClient(registry_host(ref.domain), transport=self.transport, name=ref.domain,
-                                         credentials=lambda: docker_config.get(ref.domain)))
+                                         credentials=(lambda: credentials) if credentials is not None else
+                                         lambda: docker_config.get(ref.domain)))
         self.candidates = candidates
         self.client = candidates[-1]
 

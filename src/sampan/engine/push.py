@@ -33,6 +33,7 @@ from sampan.store import images as records
 
 if TYPE_CHECKING:
     from sampan.registry.client import RegistryClient
+    from sampan.registry.credentials import Credentials
 
 CHUNK_THRESHOLD = 64 << 20  # bigger blobs go up in chunks
 CHUNK_SIZE = 16 << 20
@@ -66,9 +67,10 @@ def _noop(_: ProgressEvent) -> None:
     pass
 
 
-def open_client(domain: str, pool_size: int = MAX_PARALLEL_UPLOADS + 2) -> RegistryClient:
-    """A client for the registry serving ``domain``, with the user's stored credentials (no mirrors: pushes and
-    manifest lists go to the registry itself)."""
+def open_client(domain: str, pool_size: int = MAX_PARALLEL_UPLOADS + 2,
+                credentials: Credentials | None = None) -> RegistryClient:
+    """A client for the registry serving ``domain``, with ``credentials`` or else the user's stored ones (no
+    mirrors: pushes and manifest lists go to the registry itself)."""
     from sampan.registry.client import RegistryClient
     from sampan.registry.config import RegistryConfig
     from sampan.registry.credentials import DockerConfig
@@ -77,7 +79,8 @@ def open_client(domain: str, pool_size: int = MAX_PARALLEL_UPLOADS + 2) -> Regis
     docker_config = DockerConfig()
     transport = Transport(RegistryConfig.load(), pool_size=pool_size)
     return RegistryClient(registry_host(domain), transport=transport, name=domain,
-                          credentials=lambda: docker_config.get(domain))
+                          credentials=(lambda: credentials) if credentials is not None else
+                          lambda: docker_config.get(domain))
 
 
 def stored_manifest(engine: Engine, image_id: str) -> StoredManifest:
@@ -112,8 +115,9 @@ def mount_sources(engine: Engine, blob_digest: str, domain: str, exclude: str) -
 
 
 def push(engine: Engine, reference: str, all_tags: bool = False,
-         progress: ProgressFn | None = None) -> list[PushResult]:
-    """Push ``reference`` (``name[:tag]``; with ``all_tags`` every local tag of the repository)."""
+         progress: ProgressFn | None = None, credentials: Credentials | None = None) -> list[PushResult]:
+    """Push ``reference`` (``name[:tag]``; with ``all_tags`` every local tag of the repository); ``credentials``
+    (the API's ``X-Registry-Auth``) instead of the stored ones."""
     emit = progress or _noop
     ref = refs.parse(reference)
     if ref.digest is not None:
@@ -138,7 +142,7 @@ def push(engine: Engine, reference: str, all_tags: bool = False,
             raise NotFound(f"tag does not exist: {target.familiar()}")
         images.append((target, image_id))
     emit(ProgressEvent("", f"The push refers to repository [{ref.name}]"))
-    client = open_client(ref.domain)
+    client = open_client(ref.domain, credentials=credentials)
     try:
         return [_push_one(engine, client, target, image_id, emit) for target, image_id in images]
     finally:
