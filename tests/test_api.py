@@ -604,7 +604,7 @@ def test_registry_auth_header_and_docker_py(service: Service, tmp_path: Path) ->
         client = docker.DockerClient(base_url=f"unix://{service.socket}", timeout=60)
         try:
             status, _, body = request(service, "POST", f"/images/{name}/push?tag=1")
-            assert status == 401 or "errorDetail" in _lines(body)[-1], body
+            assert status == 200 and "unauthorized" in _lines(body)[-1]["errorDetail"]["message"], body
             auth = base64.urlsafe_b64encode(json.dumps({"username": USER, "password": PASSWORD,
                                                         "serveraddress": reg.host}).encode()).decode()
             status, _, body = request(service, "POST", f"/images/{name}/push?tag=1", headers={"X-Registry-Auth": auth})
@@ -633,3 +633,21 @@ def test_registry_auth_header_and_docker_py(service: Service, tmp_path: Path) ->
             client.close()
             service.docker("logout", reg.host, check=False)
             service.docker("rmi", f"{name}:1", f"{name}:2", "apibuild/py:1", check=False)
+
+
+def test_build_client_goes_away(service: Service) -> None:
+    """A client that hangs up mid-build stops the build at its next output: no container or context is left."""
+    dockerfile = b"FROM busybox\nRUN for i in $(seq 3000); do echo line $i; sleep 0.01; done\n"
+    context = _tar({"Dockerfile": dockerfile})
+    conn = _UnixHTTP(str(service.socket))
+    conn.request("POST", "/build?nocache=1", body=context, headers={"Content-Type": "application/x-tar"})
+    response = conn.getresponse()
+    assert response.status == 200
+    while b"line 3" not in response.readline():
+        pass
+    conn.close()
+    deadline = time.monotonic() + 15
+    while service.out("ps", "-aq") or any((service.runner.root / "tmp").glob("sampan-build-*")):
+        assert time.monotonic() < deadline, service.out("ps", "-a")
+        time.sleep(0.1)
+    assert service.out("version", "--format", "{{.Server.Os}}").strip() == "linux"
