@@ -243,6 +243,52 @@ def test_network_ls_connect_disconnect_prune(sampan, busybox) -> None:
     assert sampan("network", "prune", "-f").stdout.split() == ["Deleted", "Networks:", "extra"]
 
 
+def test_connect_and_disconnect_a_running_container(sampan, busybox) -> None:
+    sampan("network", "create", "front")
+    sampan("network", "create", "back")
+    sampan("run", "-d", "--name", "db", "--network", "back", "busybox", "sh", "-c", _HTTPD)
+    port = _free_port()
+    sampan("run", "-d", "--name", "app", "--network", "front", "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+           _HTTPD)
+    assert b"hello-" in _host_get(port)
+    routes_before = sampan("exec", "app", "ip", "route").stdout
+    r = sampan("exec", "app", "wget", "-qO-", "-T", "1", "http://db/", check=False)
+    assert r.returncode != 0
+    sampan("network", "connect", "--alias", "application", "back", "app")
+    db_address, app_back = _ip(sampan, "db", "back"), _ip(sampan, "app", "back")
+    assert app_back and app_back != db_address
+    out = sampan("exec", "app", "ip", "-4", "-o", "addr").stdout
+    assert any(line.split()[1] == "eth1" and f"inet {app_back}/" in line for line in out.splitlines()), out
+    # the first network keeps the default route
+    default = [line for line in sampan("exec", "app", "ip", "route").stdout.splitlines() if line.startswith("default")]
+    assert default == [line for line in routes_before.splitlines() if line.startswith("default")]
+    assert sampan("exec", "app", "wget", "-qO-", "http://db/").stdout.startswith("hello-")
+    # the other way: db resolves app's alias on the network it joined
+    assert sampan("exec", "db", "wget", "-qO-", "http://application/").stdout.startswith("hello-")
+    assert b"hello-" in _host_get(port)  # published ports unaffected
+    r = sampan("network", "connect", "back", "app", check=False)
+    assert r.returncode != 0 and "already exists in network back" in r.stderr
+    veth = sampan.engine().db.conn.execute(
+        "SELECT veth FROM network_attachments a JOIN networks n ON n.id = a.network_id WHERE n.name = 'back' AND "
+        "a.container_id = ?", (sampan("inspect", "-f", "{{.Id}}", "app").stdout.strip(),)).fetchone()[0]
+    assert veth in _links()
+
+    sampan("network", "disconnect", "back", "app")
+    assert veth not in _links()
+    assert set(json.loads(sampan("inspect", "app").stdout)[0]["NetworkSettings"]["Networks"]) == {"front"}
+    assert "eth1" not in sampan("exec", "app", "ip", "-o", "link").stdout
+    r = sampan("exec", "app", "wget", "-qO-", "-T", "1", f"http://{db_address}/", check=False)
+    assert r.returncode != 0
+    r = sampan("exec", "db", "nslookup", "application", "127.0.0.11", check=False)
+    assert app_back not in r.stdout
+    assert b"hello-" in _host_get(port)
+    r = sampan("network", "disconnect", "back", "app", check=False)
+    assert r.returncode != 0 and "is not connected to network back" in r.stderr
+    assert len(json.loads(sampan("network", "inspect", "back").stdout)[0]["Containers"]) == 1
+    sampan("rm", "-f", "app", "db")
+    sampan("network", "rm", "front", "back")
+
+
 def test_run_rm_bridge_overhead(sampan, busybox) -> None:
     """Sanity bound only (the benchmark measures it): a default-network run stays quick."""
     sampan("run", "--rm", "busybox", "true")

@@ -460,11 +460,39 @@ def _reserve_ports(tx: Any, container_id: str, record: Any, address: str) -> lis
     return out
 
 
+def _reserve_address(tx: Any, container_id: str, network: Network, row: Any) -> tuple[str, str, str]:
+    """In the caller's transaction: the attachment's address (its --ip, else the lowest free one), MAC and host
+    veth name, recorded on its row. Raises Conflict when the address is taken or the pool is exhausted."""
+    from sampan.network import ipam
+
+    if row["static_ip"]:
+        busy = tx.execute("SELECT container_id FROM network_attachments WHERE network_id = ? AND address = ?",
+                          (network.id, row["static_ip"])).fetchone()
+        if busy is not None or row["static_ip"] == network.gateway:
+            raise Conflict(f"Address already in use: {row['static_ip']}")
+        address = row["static_ip"]
+    else:
+        used = [r[0] for r in tx.execute("SELECT address FROM network_attachments WHERE network_id = ? "
+                                         "AND address IS NOT NULL", (network.id,))]
+        try:
+            address = ipam.allocate(network.net, ipaddress.IPv4Network(network.ip_range)
+                                    if network.ip_range else None, network.gateway, used)
+        except Conflict:
+            raise Conflict(f"no available IPv4 addresses on this network's address pools: "
+                           f"{network.name} ({network.id})") from None
+    mac = row["static_mac"] or ipam.mac_for(address)
+    veth = "veth" + hashlib.sha256(f"{container_id}:{network.id}".encode()).hexdigest()[:8]
+    tx.execute("UPDATE network_attachments SET address = ?, mac = ?, endpoint_id = ?, veth = ? "
+               "WHERE container_id = ? AND network_id = ?",
+               (address, mac, os.urandom(32).hex(), veth, container_id, network.id))
+    return address, mac, veth
+
+
 def setup(engine: Engine, record: Any, pid: int, inside: Any = None) -> bool:
     """Connect a created (not yet started) container to its networks: addresses and host ports reserved in
     the store, then veths, routes and DNAT in the kernel. ``inside`` runs in the container's namespace (the DNS
     responder's sockets). Returns False for a container without networks. On failure nothing is left."""
-    from sampan.network import firewall, ipam, netlink
+    from sampan.network import firewall, netlink
 
     joined = attachments(engine, record.id)
     if not joined:
@@ -475,26 +503,7 @@ def setup(engine: Engine, record: Any, pid: int, inside: Any = None) -> bool:
         interfaces, ports = [], []
         with engine.db.transaction() as tx:
             for index, (network, row) in enumerate(joined):
-                if row["static_ip"]:
-                    busy = tx.execute("SELECT container_id FROM network_attachments WHERE network_id = ? AND "
-                                      "address = ?", (network.id, row["static_ip"])).fetchone()
-                    if busy is not None or row["static_ip"] == network.gateway:
-                        raise Conflict(f"Address already in use: {row['static_ip']}")
-                    address = row["static_ip"]
-                else:
-                    used = [r[0] for r in tx.execute("SELECT address FROM network_attachments WHERE network_id = ? "
-                                                     "AND address IS NOT NULL", (network.id,))]
-                    try:
-                        address = ipam.allocate(network.net, ipaddress.IPv4Network(network.ip_range)
-                                                if network.ip_range else None, network.gateway, used)
-                    except Conflict:
-                        raise Conflict(f"no available IPv4 addresses on this network's address pools: "
-                                       f"{network.name} ({network.id})") from None
-                mac = row["static_mac"] or ipam.mac_for(address)
-                veth = "veth" + hashlib.sha256(f"{record.id}:{network.id}".encode()).hexdigest()[:8]
-                tx.execute("UPDATE network_attachments SET address = ?, mac = ?, endpoint_id = ?, veth = ? "
-                           "WHERE container_id = ? AND network_id = ?",
-                           (address, mac, os.urandom(32).hex(), veth, record.id, network.id))
+                address, mac, veth = _reserve_address(tx, record.id, network, row)
                 interfaces.append(netlink.Interface(network.bridge, veth, f"eth{index}", address,
                                                     network.net.prefixlen, network.gateway, mac, network.mtu,
                                                     default_route=index == 0 and not network.internal))
@@ -506,6 +515,7 @@ def setup(engine: Engine, record: Any, pid: int, inside: Any = None) -> bool:
         for network, _ in joined:
             if network.user_defined:
                 write_names(engine, network.id)
+        write_dns_index(engine, record.id)
     except BaseException:
         teardown(engine, record.id)
         raise
@@ -541,6 +551,10 @@ def teardown(engine: Engine, container_id: str, links: bool = True) -> list[str]
         for row in rows:
             if row["network_id"] != ensure_default(engine).id:
                 write_names(engine, row["network_id"])
+    try:
+        os.unlink(dns_index(engine, container_id))
+    except FileNotFoundError:
+        pass
     return done
 
 
@@ -563,40 +577,137 @@ def write_names(engine: Engine, network_id: str) -> None:
         os.rename(tmp, path)
 
 
+def dns_index(engine: Engine, container_id: str) -> Any:
+    """The file listing the names files a container's DNS responder answers from (one path a line); the
+    responder re-reads it when it changes, so a live ``network connect`` makes the new network's names resolve."""
+    return names_dir(engine) / f"{container_id}.dns"
+
+
+def write_dns_index(engine: Engine, container_id: str) -> None:
+    rows = engine.db.conn.execute(
+        "SELECT a.network_id FROM network_attachments a JOIN networks n ON n.id = a.network_id WHERE "
+        "a.container_id = ? AND a.address IS NOT NULL AND n.name != ? ORDER BY a.position",
+        (container_id, DEFAULT)).fetchall()
+    directory = names_dir(engine)
+    directory.mkdir(mode=0o755, exist_ok=True)
+    path = dns_index(engine, container_id)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text("".join(f"{directory / (row[0] + '.names')}\n" for row in rows))
+    os.rename(tmp, path)
+
+
+def _live_pid(engine: Engine, record: Any) -> int | None:
+    """The init pid of a container whose network namespace can be changed now (running or paused), None for
+    one that is not active; Conflict while it restarts (no namespace to join)."""
+    from sampan.engine.containers import model
+
+    record = model.current(engine, record)
+    if record.status not in model.ACTIVE:
+        return None
+    if record.status == "restarting" or not model.alive(record.pid, record.pid_start):
+        raise Conflict(f"Container {record.id} is restarting, wait until the container is running")
+    return int(record.pid)
+
+
 def connect(engine: Engine, network_name: str, container: str, endpoint: Endpoint | None = None) -> None:
-    """``network connect`` of a container that is not running (a running one needs a restart to join)."""
+    """``network connect``: a stopped container joins at its next start; a running one now (a veth into its
+    namespace, an address, the DNS names; the default route stays the first network's unless it has none)."""
     from sampan.engine.containers import model
 
     record = model.lookup(engine, container)
     endpoint = endpoint or Endpoint(network_name)
     endpoint.network = network_name
+    if network_name in ("host", "none"):
+        raise Conflict("container cannot be disconnected from host network or connected to host network"
+                       if network_name == "host" else
+                       "container cannot be connected to multiple networks with one of the networks in private "
+                       "(none) mode")
     network = check_endpoint(engine, endpoint)
     mode = record.host_config.get("NetworkMode", "")
     if mode in ("host", "none") or mode.startswith("container:"):
         raise Conflict("container cannot be disconnected from host network or connected to host network"
                        if mode == "host" else "container sharing network namespace with another container or "
                        "host cannot be connected to any other network")
-    if model.current(engine, record).status in model.ACTIVE:
-        raise Conflict(f"container {record.id[:12]} is running: sampan connects networks at start (stop it first)")
+    with _lock(engine, f"container:{record.id}"):
+        pid = _live_pid(engine, record)
+        with engine.db.transaction() as tx:
+            if tx.execute("SELECT 1 FROM network_attachments WHERE container_id = ? AND network_id = ?",
+                          (record.id, network.id)).fetchone():
+                raise Conflict(f"endpoint with name {record.name} already exists in network {network.name}")
+            add_attachment(tx, record.id, network, endpoint)
+        if pid is not None:
+            try:
+                _connect_live(engine, record, pid, network)
+            except BaseException:
+                _disconnect_live(engine, record.id, network)
+                raise
+
+
+def _connect_live(engine: Engine, record: Any, pid: int, network: Network) -> None:
+    from sampan.engine.containers import model
+    from sampan.network import netlink
+
+    _ensure_kernel(engine, network)
+    netns = f"/proc/{pid}/ns/net"
+    names, has_default = netlink.inside_state(netns)
     with engine.db.transaction() as tx:
-        if tx.execute("SELECT 1 FROM network_attachments WHERE container_id = ? AND network_id = ?",
-                      (record.id, network.id)).fetchone():
-            raise Conflict(f"endpoint with name {record.name} already exists in network {network.name}")
-        add_attachment(tx, record.id, network, endpoint)
+        row = tx.execute("SELECT * FROM network_attachments WHERE container_id = ? AND network_id = ?",
+                         (record.id, network.id)).fetchone()
+        address, mac, veth = _reserve_address(tx, record.id, network, row)
+    netlink.attach(netns, [netlink.Interface(network.bridge, veth, netlink.free_ifname(names), address,
+                                             network.net.prefixlen, network.gateway, mac, network.mtu,
+                                             default_route=not has_default and not network.internal)])
+    if not model.alive(record.pid, record.pid_start):  # it exited meanwhile: its monitor's teardown may be done
+        raise Conflict(f"container {record.id[:12]} is not running")
+    if network.user_defined:
+        write_names(engine, network.id)
+    write_dns_index(engine, record.id)
+
+
+def _disconnect_live(engine: Engine, container_id: str, network: Network) -> None:
+    """Remove an attachment, and of a running container its published ports that forward to this network's
+    address, the veth (its inner end goes with it) and its names."""
+    from sampan.network import firewall, netlink
+
+    row = engine.db.conn.execute("SELECT * FROM network_attachments WHERE container_id = ? AND network_id = ?",
+                                 (container_id, network.id)).fetchone()
+    if row is None:
+        return
+    ports = [p for p in port_reservations(engine, container_id) if row["address"] and p["address"] == row["address"]]
+    if ports:
+        firewall.remove(table_name(engine), firewall.port_elements(
+            [(p["proto"], p["host_ip"], p["host_port"], p["address"], p["container_port"]) for p in ports]))
+    if row["veth"]:
+        netlink.delete_link(row["veth"])
+    with engine.db.transaction() as tx:
+        if ports:
+            tx.execute("DELETE FROM port_reservations WHERE container_id = ? AND address = ?",
+                       (container_id, row["address"]))
+        tx.execute("DELETE FROM network_attachments WHERE container_id = ? AND network_id = ?",
+                   (container_id, network.id))
+    if network.user_defined:
+        write_names(engine, network.id)
+    if os.path.exists(dns_index(engine, container_id)):
+        write_dns_index(engine, container_id)
 
 
 def disconnect(engine: Engine, network_name: str, container: str, force: bool = False) -> None:
+    """``network disconnect``: a stopped container's configuration, or a running container's interface now."""
     from sampan.engine.containers import model
 
     record = model.lookup(engine, container)
+    if network_name in ("host", "none"):
+        raise Conflict("container cannot be disconnected from host network or connected to host network"
+                       if network_name == "host" else
+                       f"container {record.id[:12]} is not connected to network {network_name}")
     network = lookup(engine, network_name)
-    if model.current(engine, record).status in model.ACTIVE and not force:
-        raise Conflict(f"container {record.id[:12]} is running: stop it before disconnecting it")
-    with engine.db.transaction() as tx:
-        found = tx.execute("DELETE FROM network_attachments WHERE container_id = ? AND network_id = ?",
-                           (record.id, network.id)).rowcount
-    if not found:
-        raise Conflict(f"container {record.id[:12]} is not connected to network {network.name}")
+    with _lock(engine, f"container:{record.id}"):
+        if not force:
+            _live_pid(engine, record)  # refused while it restarts
+        if not engine.db.conn.execute("SELECT 1 FROM network_attachments WHERE container_id = ? AND network_id = ?",
+                                      (record.id, network.id)).fetchone():
+            raise Conflict(f"container {record.id[:12]} is not connected to network {network.name}")
+        _disconnect_live(engine, record.id, network)
 
 
 # ---------------------------------------------------------------------------------------------- reports

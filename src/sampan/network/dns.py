@@ -3,7 +3,8 @@
 The monitor's start child binds a UDP socket to 127.0.0.11:53 inside the container's network namespace and
 hands it to the monitor, which answers from its pump loop: A queries for names of the container's networks
 (container names, aliases, short IDs, from the small ``<network id>.names`` files the engine rewrites as
-members come and go: the monitor never opens the database), an empty answer for other types of those names, and
+members come and go, listed in the container's ``<container id>.dns`` index, rewritten when it joins or leaves a
+network while running: the monitor never opens the database), an empty answer for other types of those names, and
 everything else is forwarded to the host's resolvers from the host's namespace (so a resolver on the host's
 loopback works too) and relayed back. Small and allocation-light: it runs in every monitor.
 """
@@ -59,10 +60,12 @@ def _question(packet: bytes) -> tuple[str, int, int] | None:
 
 
 class Responder:
-    def __init__(self, fd: int, names_files: list[str], servers: list[str]) -> None:
+    def __init__(self, fd: int, names_files: list[str], servers: list[str], index: str = "") -> None:
         self.sock = socket.socket(fileno=fd)
         self.sock.setblocking(False)
         self.files = names_files
+        self.index = index  # a file listing the names files, rewritten when the container joins or leaves one
+        self._index_seen: tuple[int, int] | None = None
         self.servers = [s for s in servers if s != ADDRESS] or ["8.8.8.8"]
         self.forward = socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         self.forward.setblocking(False)
@@ -72,7 +75,22 @@ class Responder:
     def fds(self) -> dict[int, object]:
         return {self.sock.fileno(): self.on_query, self.forward.fileno(): self.on_reply}
 
+    def _refresh_files(self) -> None:
+        try:
+            st = os.stat(self.index)
+        except OSError:
+            return
+        if self._index_seen != (st.st_ino, st.st_mtime_ns):
+            try:
+                with open(self.index) as f:
+                    self.files = [line.strip() for line in f if line.strip()]
+            except OSError:
+                return
+            self._index_seen = (st.st_ino, st.st_mtime_ns)
+
     def _names(self) -> dict[str, str]:
+        if self.index:
+            self._refresh_files()
         out: dict[str, str] = {}
         for path in self.files:
             try:

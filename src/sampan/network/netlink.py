@@ -186,3 +186,24 @@ def attach(netns_path: str, interfaces: list[Interface], inside: Any = None) -> 
     finally:
         ip.close()
         os.close(ns_fd)
+
+
+def inside_state(netns_path: str) -> tuple[set[str], bool]:
+    """(interface names, whether an IPv4 default route exists) in the network namespace at ``netns_path``: what
+    a live ``network connect`` needs to name the new interface and to leave the first network's default route."""
+    with entered(netns_path):
+        ip = _iproute()
+        try:
+            names = {link.get_attr("IFLA_IFNAME") for link in ip.get_links()}
+            default = any(route["dst_len"] == 0 and route.get_attr("RTA_TABLE") == 254
+                          for route in ip.get_routes(family=2))
+        finally:
+            ip.close()
+    return names, default
+
+
+def free_ifname(names: set[str], prefix: str = "eth") -> str:
+    index = 0
+    while f"{prefix}{index}" in names:
+        index += 1
+    return f"{prefix}{index}"

@@ -380,6 +380,7 @@ class Monitor:
             io["dns_config"] = {
                 "names": [str(networks.names_dir(self.engine) / f"{network.id}.names")
                           for network, _ in joined if network.user_defined],
+                "index": str(networks.dns_index(self.engine, self.id)),
                 "servers": list(record.host_config.get("Dns") or []) or dns.upstreams()}
         joined = networks.attachments(self.engine, self.id)
         lines = [line for line in self.where.hosts.read_text().splitlines(keepends=True)
@@ -449,7 +450,7 @@ class Monitor:
             from sampan.network.dns import Responder
 
             responder = Responder(os.dup(fds[handoff["dns"]["fd"]]), handoff["dns"]["names"],
-                                  handoff["dns"]["servers"])
+                                  handoff["dns"]["servers"], handoff["dns"].get("index", ""))
         pump = Pump(pid=handoff["pid"], outputs=outputs, stdin_fd=stdin, tty_master=master, log=log,
                     listener=listener, clients=self.clients, stdin_once=handoff["stdin_once"],
                     on_reaped=checker.reaped if checker else None, tick=checker.tick if checker else None,
