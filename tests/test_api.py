@@ -519,12 +519,21 @@ def test_build_with_the_docker_cli(service: Service, tmp_path: Path) -> None:
         quiet = subprocess.run(["docker", "build", "-q", "--build-arg", "MSG=ok", str(tmp_path)], env=env,
                                capture_output=True, timeout=60, check=True).stdout.decode().strip()
         assert quiet == service.out("image", "inspect", "-f", "{{.Id}}", "apibuild/x:1").strip()  # cached
+        (tmp_path / "other.Dockerfile").write_text("FROM busybox\nCMD [\"echo\", \"outside\"]\n")
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()  # -f outside the context: the CLI adds the file to the context under a name of its own
+        service.docker("build", "-q", "-t", "apibuild/x:2", "-f", str(tmp_path / "other.Dockerfile"), str(ctx))
+        assert service.out("run", "--rm", "apibuild/x:2") == "outside\n"
+        stdin = service.docker("build", "-q", "-", input=b"FROM busybox\nLABEL from=stdin\n")
+        image = stdin.stdout.decode().strip()
+        assert service.out("image", "inspect", "-f", "{{.Config.Labels.from}}", image).strip() == "stdin"
+        service.docker("rmi", image)
         (tmp_path / "Dockerfile").write_text("FROM busybox\nRUN exit 3\n")
         failed = subprocess.run(["docker", "build", str(tmp_path)], env=env, capture_output=True, timeout=60,
                                 check=False)
         assert failed.returncode != 0 and b"returned a non-zero code: 3" in failed.stderr
     finally:
-        service.docker("rmi", "apibuild/x:1", check=False)
+        service.docker("rmi", "apibuild/x:1", "apibuild/x:2", check=False)
 
 
 def test_build_api_context_and_errors(service: Service) -> None:

@@ -65,8 +65,39 @@ def _unpack_context(body: Any, into: str) -> str | None:
             raise BadRequest("the build context is no tar archive (and too large to be a Dockerfile)") from None
         return data.decode("utf-8", "surrogateescape")
     body.seek(0)
-    unpack_layer(open_decompressed(body), into, whiteouts="keep")
+    unpack_layer(_Padded(open_decompressed(body)), into, whiteouts="keep")  # type: ignore[arg-type]
     return None
+
+
+class _Padded:
+    """A tar stream whose end is completed: the docker CLI sends a context rewritten for ``-f`` outside the
+    context (``.dockerfile.<random>`` added) without the last entry's padding and the end-of-archive blocks, which
+    dockerd accepts. When the stream does not end on a 512-byte block, zeros complete the block and the end
+    blocks follow; a stream that ends on a block boundary is passed on as it is."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw, self.total, self.tail = raw, 0, b""
+        self.ended = False
+
+    def read(self, n: int = -1) -> bytes:
+        if not self.ended:
+            data = self.raw.read(n)
+            if data:
+                self.total += len(data)
+                return bytes(data)
+            self.ended = True
+            if self.total % 512:
+                self.tail = b"\0" * (512 - self.total % 512 + 1024)
+        if n is None or n < 0:
+            data, self.tail = self.tail, b""
+        else:
+            data, self.tail = self.tail[:n], self.tail[n:]
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
 
 
 def _read_dockerfile(context: str, name: str) -> str:
