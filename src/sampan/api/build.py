@@ -152,8 +152,8 @@ class _StreamOut:
 
 
 async def build(request: web.Request) -> web.StreamResponse:
-    from sampan.build.builder import BuildOptions
-    from sampan.build.builder import build as run_build
+    from sampan.engine.build import BuildOptions
+    from sampan.engine.build import build as run_build
 
     if request.query.get("remote"):
         return error_response(501, "building from a remote context (remote) is not supported by sampan")

@@ -99,6 +99,27 @@ class Source:
     st: os.stat_result
 
 
+def _read_text(root: str, path: str) -> str:
+    """A file of the context read inside it (``openat2`` RESOLVE_IN_ROOT): a context from an API client may hold
+    a symlink to a host file. A path outside the context (``-f`` on the CLI) is the user's own, read as is."""
+    real_root = os.path.realpath(root)
+    absolute = os.path.abspath(path)
+    if absolute != real_root and not absolute.startswith(real_root + "/") and \
+            not absolute.startswith(os.path.abspath(root) + "/"):
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read()
+    from sampan._linux.syscalls import RESOLVE_IN_ROOT, openat2
+
+    base = real_root if absolute.startswith(real_root + "/") else os.path.abspath(root)
+    root_fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = openat2(root_fd, os.path.relpath(absolute, base), os.O_RDONLY | os.O_CLOEXEC, RESOLVE_IN_ROOT)
+    finally:
+        os.close(root_fd)
+    with os.fdopen(fd, encoding="utf-8", errors="surrogateescape") as f:
+        return f.read()
+
+
 class Context:
     def __init__(self, root: str, ignore_lines: list[str] | None = None) -> None:
         self.root = os.path.realpath(root)
@@ -111,8 +132,7 @@ class Context:
         candidates.append(os.path.join(root, ".dockerignore"))
         for path in candidates:
             try:
-                with open(path, encoding="utf-8", errors="surrogateescape") as f:
-                    lines = f.read().splitlines()
+                lines = _read_text(root, path).splitlines()
                 break
             except FileNotFoundError:
                 continue

@@ -1,4 +1,4 @@
-"""``build``: Dockerfile builds with the classic builder (``sampan.build.builder``).
+"""``build``: Dockerfile builds with the classic builder (``sampan.engine.build``).
 
 The context is a directory, or ``-``: a tar archive on stdin (extracted, safely, into a temporary directory) or,
 when stdin is no archive, a Dockerfile with an empty context, as the docker CLI reads it. ``-f -`` reads the
@@ -66,8 +66,8 @@ def _extract_stdin(data: bytes, into: str) -> bool:
          arg("--rm", default="true", help="Remove intermediate containers after a successful build (always)"),
          arg("--force-rm", action="store_true", help="Always remove intermediate containers (always)"))
 def build(engine: Engine, a: Namespace) -> None:
-    from sampan.build.builder import BuildOptions
-    from sampan.build.builder import build as run_build
+    from sampan.engine.build import BuildOptions
+    from sampan.engine.build import build as run_build
 
     dockerfile_text = None
     tmp = None

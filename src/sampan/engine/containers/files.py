@@ -572,7 +572,7 @@ class _Scan:
 # ---------------------------------------------------------------------------------------------- commit
 
 
-def _docker_order(config: dict[str, Any]) -> dict[str, Any]:
+def docker_order(config: dict[str, Any]) -> dict[str, Any]:
     ordered = {key: config[key] for key in _CONFIG_ORDER if key in config}
     ordered.update((key, value) for key, value in config.items() if key not in ordered)
     return ordered
@@ -588,7 +588,7 @@ def commit_config(record: ContainerRecord, changes: list[str] | tuple[str, ...] 
     config = json.loads(json.dumps(record.config))
     for change in changes:
         apply_change(config, change)
-    return _docker_order(config)
+    return docker_order(config)
 
 
 def write_layer(engine: Engine, container_id: str, out: int) -> int:
@@ -693,7 +693,7 @@ def commit(engine: Engine, name: str, *, reference: str | None = None, author: s
             if message:
                 raw["comment"] = message
             raw.update({"config": config, "container": record.id,
-                        "container_config": _docker_order(record.config), "created": format_time(created),
+                        "container_config": docker_order(record.config), "created": format_time(created),
                         "history": [*base.history, entry], "os": base.os or "linux"})
             for key in ("os.version", "variant"):
                 if base.raw.get(key):

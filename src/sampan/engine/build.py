@@ -142,7 +142,7 @@ def _commit(engine: Engine, parent: str, config: dict[str, Any], created_by: str
             layer: BinaryIO | None) -> str:
     """A new image: the parent's layers (plus ``layer``), ``config``, the parent's history plus one entry."""
     from sampan.engine import images
-    from sampan.engine.containers.files import _docker_order, base_layers
+    from sampan.engine.containers.files import base_layers, docker_order
     from sampan.engine.image_store import commit_image, put_blob, unpack_layer_blob
     from sampan.engine.operation import storing
     from sampan.image import mediatypes as mt
@@ -161,7 +161,7 @@ def _commit(engine: Engine, parent: str, config: dict[str, Any], created_by: str
         else:
             entry["empty_layer"] = True
         raw: dict[str, Any] = {"architecture": base.architecture or host_architecture(),
-                               "config": _docker_order(config), "created": format_time(created),
+                               "config": docker_order(config), "created": format_time(created),
                                "history": [*base.history, entry], "os": base.os or "linux"}
         for key in ("os.version", "variant"):
             if base.raw.get(key):
