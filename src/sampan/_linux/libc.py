@@ -19,11 +19,13 @@ SYSCALLS: dict[str, dict[str, int]] = {
     "x86_64": {"pivot_root": 155, "setns": 308, "unshare": 272, "capget": 125, "capset": 126,
                "bpf": 321, "openat2": 437, "fchmodat2": 452, "pidfd_open": 434, "pidfd_send_signal": 424,
                "move_mount": 429, "open_tree": 428, "mount_setattr": 442, "personality": 135,
-               "seccomp": 317, "sethostname": 170, "setdomainname": 171, "close_range": 436, "execveat": 322},
+               "seccomp": 317, "sethostname": 170, "setdomainname": 171, "close_range": 436, "execveat": 322,
+               "sched_getaffinity": 204},
     "aarch64": {"pivot_root": 41, "setns": 268, "unshare": 97, "capget": 90, "capset": 91,
                 "bpf": 280, "openat2": 437, "fchmodat2": 452, "pidfd_open": 434, "pidfd_send_signal": 424,
                 "move_mount": 429, "open_tree": 428, "mount_setattr": 442, "personality": 92,
-                "seccomp": 277, "sethostname": 161, "setdomainname": 162, "close_range": 436, "execveat": 281},
+                "seccomp": 277, "sethostname": 161, "setdomainname": 162, "close_range": 436, "execveat": 281,
+                "sched_getaffinity": 123},
 }
 
 

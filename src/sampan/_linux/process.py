@@ -147,3 +147,21 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
 def close_range_cloexec(first: int) -> None:
     """Mark every fd >= ``first`` close-on-exec, so no runtime fd can leak into the container (CVE-2024-21626)."""
     syscall("close_range", ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF), ctypes.c_uint(CLOSE_RANGE_CLOEXEC))
+
+
+SYSINFO_SIZE = 112  # struct sysinfo on 64-bit Linux (x86_64 and aarch64 share it)
+
+
+def sysinfo() -> bytes:
+    """The raw ``struct sysinfo`` of sysinfo(2), as the kernel fills it for this process."""
+    buffer = ctypes.create_string_buffer(SYSINFO_SIZE)
+    check(libc().sysinfo(buffer))
+    return buffer.raw
+
+
+def sched_getaffinity_raw(pid: int, size: int) -> bytes:
+    """The raw sched_getaffinity(2) syscall: the CPU mask bytes the kernel copies for a ``size``-byte buffer
+    (its return value is their count), as a task would see them."""
+    buffer = ctypes.create_string_buffer(size)
+    length = syscall("sched_getaffinity", ctypes.c_int(pid), ctypes.c_uint(size), buffer)
+    return buffer.raw[:length]

@@ -299,3 +299,56 @@ def set_mode_filter(program: bytes, flags: int) -> int:
     buffer = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
     return syscall("seccomp", ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_long(flags), ctypes.byref(fprog))
+
+
+# --- the supervisor's side of user notification, by raw ioctls (no libseccomp: a monitor answers with these) ----
+
+# linux/seccomp.h: SECCOMP_IOCTL_NOTIF_RECV = _IOWR('!', 0, struct seccomp_notif) (80 bytes),
+# SECCOMP_IOCTL_NOTIF_SEND = _IOWR('!', 1, struct seccomp_notif_resp) (24 bytes),
+# SECCOMP_IOCTL_NOTIF_ID_VALID = _IOW('!', 2, __u64).
+_IOCTL_NOTIF_RECV = 0xC0502100
+_IOCTL_NOTIF_SEND = 0xC0182101
+_IOCTL_NOTIF_ID_VALID = 0x40082102
+_NOTIF = "=QIIiIQ6Q"  # id, pid, flags, nr, arch, instruction_pointer, args[6]
+_NOTIF_RESP = "=QqiI"  # id, val, error, flags
+
+
+def notif_recv(fd: int) -> Notification:
+    """SECCOMP_IOCTL_NOTIF_RECV: the next notification on listener ``fd``. Blocks while none is pending; a
+    caller that must not block polls ``fd`` for POLLIN first (a notification whose task died meanwhile makes
+    this fail with ENOENT, it does not block)."""
+    import fcntl
+    import struct
+
+    buffer = bytearray(struct.calcsize(_NOTIF))  # the kernel insists on a zeroed buffer
+    while True:
+        try:
+            fcntl.ioctl(fd, _IOCTL_NOTIF_RECV, buffer, True)
+            break
+        except InterruptedError:
+            continue
+    id_, pid, flags, nr, arch, ip, *args = struct.unpack(_NOTIF, buffer)
+    return Notification(id_, pid, flags, nr, arch, ip, tuple(args))
+
+
+def notif_send(fd: int, notification_id: int, val: int = 0, error: int = 0, flags: int = 0) -> None:
+    """SECCOMP_IOCTL_NOTIF_SEND: the syscall returns ``val``, fails with ``error`` (a negative errno), or, with
+    ``flags=USER_NOTIF_FLAG_CONTINUE`` (and val and error 0), runs as if no filter had stopped it."""
+    import fcntl
+    import struct
+
+    fcntl.ioctl(fd, _IOCTL_NOTIF_SEND, bytearray(struct.pack(_NOTIF_RESP, notification_id, val, error, flags)),
+                True)
+
+
+def notif_id_valid(fd: int, notification_id: int) -> bool:
+    """SECCOMP_IOCTL_NOTIF_ID_VALID: whether the task behind the notification still waits for its answer (so
+    its pid still names it)."""
+    import fcntl
+    import struct
+
+    try:
+        fcntl.ioctl(fd, _IOCTL_NOTIF_ID_VALID, bytearray(struct.pack("=Q", notification_id)), True)
+    except OSError:
+        return False
+    return True

@@ -191,7 +191,9 @@ def meminfo(figures: Figures, host: str) -> str:
     swap_total = min(figures.swap_limit // 1024, host_values.get("SwapTotal", 0))
     swap_free = max(0, swap_total - figures.swap_usage // 1024)
     replaced = {"MemTotal": total, "MemFree": free, "MemAvailable": available, "Buffers": 0, "Cached": cache,
-                "SwapCached": 0, "SwapTotal": swap_total, "SwapFree": swap_free, "Shmem": 0}
+                "SwapCached": 0, "SwapTotal": swap_total, "SwapFree": swap_free, "Shmem": 0,
+                # the host's slab is not the container's: busybox free counts SReclaimable as its cache
+                "Slab": 0, "SReclaimable": 0, "SUnreclaim": 0}
     lines = []
     for line in host.splitlines():
         key = line.split(":")[0]

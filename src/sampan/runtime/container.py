@@ -68,7 +68,9 @@ def compile_seccomp(config: dict[str, Any]) -> Any:
         return None
     import json
 
-    key = json.dumps(seccomp, sort_keys=True)
+    # listenerPath and listenerMetadata are read at hand-over, not compiled: one filter serves every container
+    key = json.dumps({k: v for k, v in seccomp.items() if k not in ("listenerPath", "listenerMetadata")},
+                     sort_keys=True)
     if key not in _FILTERS:
         from sampan.runtime import seccomp as seccomp_mod
 

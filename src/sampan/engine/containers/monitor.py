@@ -190,6 +190,7 @@ class Monitor:
         self.clients: list[Any] = []
         self.console_size: list[int] | None = None
         self.monitor_pid = os.getpid()
+        self.run_dir_fd = -1  # S names the syscall agent's socket through it when its path is too long
 
     def serve(self, status_w: int, client: socket.socket | None, attach: dict[str, bool] | None) -> None:
         from sampan.monitor.pump import Client
@@ -201,6 +202,7 @@ class Monitor:
         try:
             self.where.run.mkdir(mode=0o700, exist_ok=True)
             listener = self._listen()
+            self.run_dir_fd = os.open(self.where.run, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             os.write(status_w, json.dumps({"error": f"cannot listen for clients: {e}", "code": 125}).encode())
             os.close(status_w)
@@ -219,6 +221,7 @@ class Monitor:
             time.sleep(min(_RESTART_BACKOFF_MAX_S, 0.1 * (2 ** restarts_in_a_row)))
             started = self._in_child(lambda: self._start_child(-1, restarting=True))
         listener.close()
+        os.close(self.run_dir_fd)
         finished = self._in_child(lambda: ({"exit_code": self._finish()}, []))
         if finished is not None:
             exit_code = finished[0]["exit_code"]
@@ -287,8 +290,13 @@ class Monitor:
         if io.get("dns"):
             dns = {"fd": len(fds), **io["dns_config"]}
             fds.append(io["dns"][0])
+        syscalls = None
+        if io.get("syscall_agent") is not None:
+            syscalls = {"fd": len(fds), "cgroup": io["cgroup"]}
+            fds.append(io["syscall_agent"])
         return {"pid": pid, "outputs": outputs, "stdin": fds.index(io["stdin"]) if io["stdin"] >= 0 else -1,
                 "tty": io["master"] >= 0, "stdin_once": bool(record.config.get("StdinOnce")), "dns": dns,
+                "syscalls": syscalls,
                 "log": record.host_config.get("LogConfig") or {},
                 "healthcheck": record.config.get("Healthcheck") if health_enabled(record) else None}, fds
 
@@ -338,10 +346,16 @@ class Monitor:
                               passwd_lookup=lambda user: lookup_user(root, user),
                               group_lookup=lambda names: lookup_groups(root, names), init_path=init_path)
             _add_proc_view(self.engine, record, spec)
+            agent = self._add_syscall_view(record, spec)
             tmp = self.where.config.with_suffix(".tmp")
             tmp.write_text(json.dumps(spec))
             os.rename(tmp, self.where.config)
             pid, io = self._create(driver, record, spec)
+            if agent is not None:
+                from sampan.procview.view import cgroup_of
+
+                io["cgroup"] = list(cgroup_of(pid) or (0, ""))  # read before the container runs anything
+                io["syscall_agent"] = agent.detach()
             self._connect(record, pid, io)
             driver.start(self.id)
         except BaseException:
@@ -362,6 +376,32 @@ class Monitor:
                                  exit_code=0, error="", oom_killed=0, started_at=time.time(),
                                  restart_count=count, health=health)
         return pid, io
+
+    def _add_syscall_view(self, record: ContainerRecord, spec: dict[str, Any]) -> socket.socket | None:
+        """With the /proc view and a seccomp filter: sysinfo and sched_getaffinity go to the monitor by seccomp
+        user notification (``sampan.procview.syscalls``); returns the socket the runtime hands the listener fd
+        to, named in the spec's ``listenerPath``. Only for the built-in runtime (an external one may lack
+        ``SCMP_ACT_NOTIFY``)."""
+        from sampan.procview import syscalls
+
+        if not record.host_config.get("ProcView", True) or record.host_config.get("Runtime", "") not in \
+                ("", runtimes.DEFAULT):
+            return None
+        path = str(self.where.run / syscalls.SOCKET_NAME)
+        name = path if len(os.fsencode(path)) < 100 else \
+            f"/proc/{self.monitor_pid}/fd/{self.run_dir_fd}/{syscalls.SOCKET_NAME}"  # M's fd: valid for exec
+        seccomp = syscalls.with_notify((spec.get("linux") or {}).get("seccomp"), name)
+        if seccomp is None:
+            return None
+        from sampan._linux import seccomp as scmp
+
+        try:
+            if scmp.api_level() < 6:  # no user notification in this kernel or libseccomp
+                return None
+        except OSError:
+            return None
+        spec["linux"]["seccomp"] = seccomp
+        return syscalls.listen(path)
 
     def _connect(self, record: ContainerRecord, pid: int, io: dict[str, Any]) -> None:
         """Between create and start: the container's networks (its namespace exists, nothing runs in it yet);
@@ -451,10 +491,17 @@ class Monitor:
 
             responder = Responder(os.dup(fds[handoff["dns"]["fd"]]), handoff["dns"]["names"],
                                   handoff["dns"]["servers"], handoff["dns"].get("index", ""))
+        readers = dict(responder.fds()) if responder else {}
+        agent = None
+        if handoff.get("syscalls"):
+            from sampan.procview.syscalls import Agent
+
+            agent = Agent(os.dup(fds[handoff["syscalls"]["fd"]]), handoff["syscalls"]["cgroup"], handoff["pid"])
+            readers.update(agent.fds())
         pump = Pump(pid=handoff["pid"], outputs=outputs, stdin_fd=stdin, tty_master=master, log=log,
                     listener=listener, clients=self.clients, stdin_once=handoff["stdin_once"],
                     on_reaped=checker.reaped if checker else None, tick=checker.tick if checker else None,
-                    readers=responder.fds() if responder else None)
+                    readers=readers or None)
         try:
             return pump.run()
         finally:
@@ -463,6 +510,8 @@ class Monitor:
                 checker.stop()
             if responder is not None:
                 responder.close()
+            if agent is not None:
+                agent.close()
             if log is not None:
                 log.close()
             for fd in fds:
@@ -509,7 +558,7 @@ class Monitor:
     def _finish(self) -> int:
         """E, at the end: the run-time directory goes, the record forgets this monitor, ``--rm`` removes the
         container; returns the exit status for attached clients."""
-        for path in (self.where.attach_socket,):
+        for path in (self.where.attach_socket, self.where.run / "seccomp.sock"):
             try:
                 os.unlink(path)
             except FileNotFoundError:

@@ -137,6 +137,7 @@ def _warm() -> None:
                  "sampan.runtime.cgroups.devices", "sampan.monitor.pump", "sampan.monitor.logs",
                  "sampan.snapshot.snapshots", "sampan.units", "sampan.engine.networks", "sampan.network.netlink",
                  "sampan.network.firewall", "sampan.network.dns", "sampan.network.ports", "sampan.network.ipam",
+                 "sampan.procview.syscalls",
                  "pyroute2"):
         importlib.import_module(name)
     from sampan.engine.specgen import RunOptions, build_spec
@@ -146,6 +147,11 @@ def _warm() -> None:
         spec = build_spec({"Cmd": ["true"]}, RunOptions(), rootfs="/", container_id="0" * 64,
                           passwd_lookup=lambda _user: (0, 0, []))
         compile_seccomp(spec)
+        from sampan.procview.syscalls import with_notify
+
+        notify = with_notify(spec["linux"].get("seccomp"), "/")  # the /proc view's variant, which most use
+        if notify is not None:
+            compile_seccomp({"linux": {"seccomp": notify}})
     except Exception:  # noqa: BLE001, S110 - only a warm-up: monitors compile what they need themselves
         pass
 
