@@ -64,4 +64,5 @@ def test_the_container_outlives_its_monitor(sampan: Sampan, busybox: str) -> Non
     time.sleep(0.5)
     with open(f"/proc/{init}/stat") as f:
         assert f.read().rsplit(")", 1)[1].split()[0] in ("S", "R")
+    assert sampan("exec", "orphan", "echo", "still reachable").stdout == "still reachable\n"  # no agent needed
     os.kill(init, signal.SIGKILL)

@@ -231,7 +231,8 @@ class Runtime:
                                                                    status="creating"),
                              seccomp.get("listenerMetadata") or "")
         except OSError as e:
-            raise ContainerError(f"seccomp agent at {seccomp.get('listenerPath')}: {e.strerror}") from None
+            if not plan.agent_optional:  # runc fails too; the engine's own agent may be gone (a dead monitor)
+                raise ContainerError(f"seccomp agent at {seccomp.get('listenerPath')}: {e.strerror}") from None
         finally:
             for fd in fds:
                 os.close(fd)
@@ -289,7 +290,7 @@ class Runtime:
 
     def exec(self, container_id: str, process: dict[str, Any], *, detach: bool = False,
              pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
-             console_fd: int = -1) -> int:
+             console_fd: int = -1, agent_optional: bool = False) -> int:
         state = self.states.load(container_id)
         status = state.status(self.states.dir(container_id))
         if status not in ("running", "created"):
@@ -304,6 +305,7 @@ class Runtime:
                              console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
                              seccomp=compile_seccomp(config),
                              join_pid=state.pid, preserve_fds=preserve_fds)
+        plan.agent_optional = agent_optional
         pid = self._spawn(plan, open_cgroup(state.cgroup_path), state)
         _write_pid_file(pid_file, pid)
         return 0 if detach else wait_forwarding_signals(pid)

@@ -95,6 +95,7 @@ class InitPlan:
         self.join_pid = join_pid  # exec: the container init whose namespaces are joined
         self.no_pivot, self.preserve_fds = no_pivot, preserve_fds
         self.state: dict[str, Any] = {}
+        self.agent_optional = False  # exec for an engine whose agent may be gone: run without it
 
     @property
     def new_ns(self) -> set[str]:

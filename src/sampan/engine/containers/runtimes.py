@@ -87,7 +87,8 @@ class InProcess:
     def exec(self, container_id: str, process: dict[str, Any], console: socket.socket | None,
              detach: bool, pid_file: str | None = None) -> int:
         return self.runtime.exec(container_id, process, detach=detach, pid_file=pid_file,
-                                 console_fd=console.detach() if console else -1)
+                                 console_fd=console.detach() if console else -1,
+                                 agent_optional=True)  # the agent is the monitor: exec still works without it
 
 
 class External:
