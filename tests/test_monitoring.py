@@ -96,6 +96,9 @@ def test_proc_view_shows_the_container_limits(sampan: Sampan, busybox: str) -> N
     assert [line.split()[0] for line in stat.splitlines()] == ["cpu", "cpu0", stat.splitlines()[2].split()[0]]
     assert stat.splitlines()[2].split()[0] != "cpu1"
     assert "32768" in swaps  # --memory-swap less --memory
+    top = sampan("run", "--rm", "--network", "none", "-m", "64m", "busybox", "top", "-bn1").stdout.splitlines()[0]
+    used, free_k = (int(word.rstrip("K")) for word in (top.split()[1], top.split()[3]))
+    assert top.startswith("Mem:") and used + free_k == 64 * 1024, top
     host_total = _meminfo_total(open("/proc/meminfo").read())
     off = sampan("run", "--rm", "--network", "none", "-m", "64m", "--proc-view", "false", "busybox", "cat",
                  "/proc/meminfo").stdout
