@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 from conftest import Sampan
 
@@ -137,3 +138,30 @@ def test_proc_view_survives_its_server(sampan: Sampan, busybox: str) -> None:
 
 def _inspect_running(sampan: Sampan, name: str) -> bool:
     return json.loads(sampan("inspect", name).stdout)[0]["State"]["Running"]
+
+
+def test_image_events_of_import_load_commit_and_build(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    since = time.time()
+    layer = io.BytesIO()
+    with tarfile.open(fileobj=layer, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    sampan("import", "-", "imported:1", input=layer.getvalue())
+    archive = tmp_path / "bb.tar"
+    sampan("save", "-o", str(archive), "busybox")
+    sampan("load", "-i", str(archive))
+    sampan("run", "--network", "none", "--name", "c1", "busybox", "true")
+    sampan("commit", "c1", "committed:1")
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("FROM busybox\nLABEL a=b\n")
+    sampan("build", "-q", "-t", "built:1", str(tmp_path / "ctx"))
+    actions = [(e["Type"], e["Action"]) for e in _events(sampan, since) if e["Type"] == "image"
+               or e["Action"] == "commit"]
+    assert ("image", "import") in actions and ("image", "load") in actions and ("image", "build") in actions
+    assert ("container", "commit") in actions
+    assert actions.index(("image", "import")) < actions.index(("image", "load")) < \
+        actions.index(("container", "commit")) < actions.index(("image", "build"))

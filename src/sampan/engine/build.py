@@ -833,4 +833,8 @@ def build(engine: Engine, options: BuildOptions, out: BinaryIO | None = None) ->
     """``docker build`` with the classic builder; progress in Docker's classic words on ``out`` (stdout)."""
     if not os.path.isdir(options.context):
         raise NotFound(f"unable to prepare context: path \"{options.context}\" not found")
-    return Builder(engine, options, out if out is not None else sys.stdout.buffer).run()
+    result = Builder(engine, options, out if out is not None else sys.stdout.buffer).run()
+    from sampan.engine import events
+
+    events.record(engine, "image", "build", result.image_id, {"name": ",".join(result.tags) or result.image_id})
+    return result

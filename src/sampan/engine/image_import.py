@@ -34,5 +34,9 @@ def import_image(engine: Engine, source: BinaryIO, *, reference: str | None = No
         config = new_config([layer.snapshot.diff_id], created=created, container=config_body,
                             history=[{"created": format_time(created), "comment": comment}, *history_extra],
                             comment=message)
-        return commit_image(engine, lease, config.to_bytes(), [layer], tags=tags)
+        stored = commit_image(engine, lease, config.to_bytes(), [layer], tags=tags)
+    from sampan.engine import events
+
+    events.record(engine, "image", "import", stored.id, {"name": reference or stored.id})
+    return stored
 

@@ -73,6 +73,10 @@ def load(engine: Engine, source: BinaryIO) -> list[LoadedImage]:
         else:
             raise CorruptContent("invalid archive: no manifest.json or index.json (not a docker-archive or an "
                                  "OCI image layout)")
+    from sampan.engine import events
+
+    for image in loaded:
+        events.record(engine, "image", "load", image.id, {"name": ",".join(image.tags) or image.id})
     return loaded
 
 

@@ -103,8 +103,16 @@ def pull(engine: Engine, reference: str, platform: str | None = None, all_tags: 
             tags = session.list_tags()
             if not tags:
                 raise NotFound(f"no tags found for {ref.familiar_name} in {ref.domain}")
-            return [_pull_one(engine, session, ref.tagged(tag), wanted, emit) for tag in tags]
-        return [_pull_one(engine, session, ref.with_default_tag(), wanted, emit)]
+            return _recorded(engine, [_pull_one(engine, session, ref.tagged(tag), wanted, emit) for tag in tags])
+        return _recorded(engine, [_pull_one(engine, session, ref.with_default_tag(), wanted, emit)])
+
+
+def _recorded(engine: Engine, results: list[PullResult]) -> list[PullResult]:
+    from sampan.engine import events
+
+    for result in results:
+        events.record(engine, "image", "pull", result.reference.familiar(), {"name": result.reference.familiar()})
+    return results
 
 
 def ensure_image(engine: Engine, name: str, platform: str | None = None,

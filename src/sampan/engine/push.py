@@ -144,9 +144,14 @@ def push(engine: Engine, reference: str, all_tags: bool = False,
     emit(ProgressEvent("", f"The push refers to repository [{ref.name}]"))
     client = open_client(ref.domain, credentials=credentials)
     try:
-        return [_push_one(engine, client, target, image_id, emit) for target, image_id in images]
+        results = [_push_one(engine, client, target, image_id, emit) for target, image_id in images]
     finally:
         client.close()
+    from sampan.engine import events
+
+    for result in results:
+        events.record(engine, "image", "push", result.reference.familiar(), {"name": result.reference.familiar()})
+    return results
 
 
 def _push_one(engine: Engine, client: RegistryClient, ref: refs.Reference, image_id: str,

@@ -699,4 +699,9 @@ def commit(engine: Engine, name: str, *, reference: str | None = None, author: s
                 if base.raw.get(key):
                     raw[key] = base.raw[key]
             raw["rootfs"] = {"type": "layers", "diff_ids": [layer.snapshot.diff_id for layer in layers]}
-            return commit_image(engine, lease, canonical_json(raw), layers, tags=tags, parent=record.image_id)
+            stored = commit_image(engine, lease, canonical_json(raw), layers, tags=tags, parent=record.image_id)
+    from sampan.engine import events
+
+    events.record(engine, "container", "commit", record.id,
+                  events.container_attributes(record, comment=message, author=author))
+    return stored
