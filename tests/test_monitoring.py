@@ -100,7 +100,7 @@ def test_proc_view_shows_the_container_limits(sampan: Sampan, busybox: str) -> N
     top = sampan("run", "--rm", "--network", "none", "-m", "64m", "busybox", "top", "-bn1").stdout.splitlines()[0]
     used, free_k = (int(word.rstrip("K")) for word in (top.split()[1], top.split()[3]))
     assert top.startswith("Mem:") and used + free_k == 64 * 1024, top
-    host_total = _meminfo_total(open("/proc/meminfo").read())
+    host_total = _meminfo_total(Path("/proc/meminfo").read_text())
     off = sampan("run", "--rm", "--network", "none", "-m", "64m", "--proc-view", "false", "busybox", "cat",
                  "/proc/meminfo").stdout
     assert _meminfo_total(off) == host_total
