@@ -2,10 +2,12 @@
 # The main job, end to end: bootstrap busybox, list it, save and re-load it, and check the store.
 set -euo pipefail
 demo_dir=$(mktemp -d)
+# The demo's own storage roots: it leaves nothing behind (`system reset` removes containers, network interfaces,
+# the firewall table and mounts with the store).
+export SAMPAN_ROOT="$demo_dir/root" SAMPAN_RUNROOT="$demo_dir/run"
 cleanup() {
-  sampan rm -f demo-web demo-srv >/dev/null 2>&1 || true
-  sampan network rm demo-net >/dev/null 2>&1 || true
   umount "$demo_dir/bundle/rootfs" 2>/dev/null || true
+  sampan system reset -f >/dev/null 2>&1 || true
   rm -rf "$demo_dir"
 }
 trap cleanup EXIT
@@ -40,7 +42,6 @@ step sampan-runc --root "$demo_dir/state" run --bundle "$demo_dir/bundle" demo
 
 # Containers: one in the foreground, one in the background with logs, exec and stop, and a memory limit.
 step sampan run --rm busybox sh -c 'echo hello from $(hostname): $(id)'
-sampan rm -f demo-web >/dev/null 2>&1 || true
 step sampan run -d --name demo-web busybox sh -c 'trap "echo bye; exit 0" TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done'
 sleep 1
 step sampan ps

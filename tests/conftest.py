@@ -202,6 +202,9 @@ def _host_fingerprint() -> dict[str, object]:
 def host_untouched() -> Iterator[None]:
     before = _host_fingerprint()
     yield
+    from sampan.engine.system import release_cgroup_parent
+
+    release_cgroup_parent()  # the containers' parent cgroups, once the session's containers are all gone
     after = _host_fingerprint()
     changed = [path for path in before if before[path] != after[path]]
     assert not changed, f"the test session changed host files: {changed}"

@@ -449,3 +449,19 @@ def test_shared_namespaces_and_volumes_from(sampan: Sampan, busybox: str) -> Non
     assert out == "from-first\n1\n"
     assert sampan("run", "--rm", "--uts", "host", "--network", "host", "busybox", "hostname").stdout.strip() == \
         os.uname().nodename
+
+
+def test_system_reset_leaves_no_kernel_state(sampan: Sampan, busybox: str) -> None:
+    cid = sampan("run", "-d", "-p", "127.0.0.1::80", "busybox", "sleep", "100").stdout.strip()
+    engine = sampan.engine()
+    from sampan.engine import networks
+
+    bridge, table = networks.default_bridge(engine), networks.table_name(engine)
+    engine.close()
+    assert Path(f"/sys/class/net/{bridge}").exists()
+    sampan("system", "reset", "-f")
+    assert not Path(f"/sys/class/net/{bridge}").exists()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    assert f"table ip {table}\n" not in tables
+    assert not sampan.root.exists() and not any(cid in line for line in Path("/proc/self/mountinfo").read_text()
+                                                   .splitlines())

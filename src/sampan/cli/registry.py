@@ -38,6 +38,7 @@ SYSTEM: dict[str, Entry] = {
     "df": ("system:df", "Show sampan disk usage"),
     "info": ("system:info", "Display system-wide information"),
     "prune": ("system:prune", "Remove unused data"),
+    "reset": ("system:reset", "Reset sampan storage back to the initial state"),
     "service": ("service:service", "Serve the Docker Engine API on a socket"),
     "events": ("monitoring:events", "Get real time events from the server"),
     "metrics": ("monitoring:metrics", "Print every container's figures in the Prometheus text format"),

@@ -117,3 +117,15 @@ def prune(engine: Engine, a: Namespace) -> None:
             print("\n".join(lines))
             print()
     print(f"Total reclaimed space: {human_size(report.reclaimed)}")
+
+
+@command("Reset sampan storage back to the initial state",
+         arg("-f", "--force", action="store_true", help="Do not prompt for confirmation"))
+def reset(engine: Engine, a: Namespace) -> None:
+    from sampan.cli.output import confirm
+    from sampan.engine.system import reset as engine_reset
+
+    warning = ("WARNING! This will remove all containers, images, volumes and networks of this storage root,\n"
+               "and its network interfaces, firewall table and mounts.")
+    if confirm(warning, a.force):
+        engine_reset(engine)

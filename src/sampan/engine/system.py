@@ -215,3 +215,45 @@ def _leftovers(engine: Engine, conn: sqlite3.Connection) -> list[str]:
               if not _owner_alive(entry.name)]
     paths += volumes.leftovers(engine, conn)
     return paths
+
+
+def release_cgroup_parent() -> bool:
+    """Remove the containers' parent cgroup (``/sampan``) in every hierarchy where it is empty: the runtime,
+    as runc, never removes parents others may share, so whoever knows no container is left does it. A parent
+    still in use is left as it is (rmdir refuses). True when none is left."""
+    from sampan.engine.specgen import CGROUP_PARENT
+    from sampan.runtime.cgroups import DEFAULT_ROOT
+
+    name = CGROUP_PARENT.strip("/")
+    left = False
+    candidates = [os.path.join(DEFAULT_ROOT, name)]
+    if os.path.isdir(DEFAULT_ROOT):
+        candidates += [os.path.join(DEFAULT_ROOT, entry, name) for entry in os.listdir(DEFAULT_ROOT)]
+    for path in candidates:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            left = os.path.isdir(path) or left
+    return not left
+
+
+def reset(engine: Engine) -> None:
+    """``system reset`` (podman's): remove every container, the root's network kernel objects and /proc view,
+    and then the whole storage and run-time roots."""
+    import shutil
+
+    from sampan.engine import networks
+    from sampan.engine.containers.model import all_current
+    from sampan.engine.containers.remove import remove
+    from sampan.procview.server import mountpoint, unmount
+
+    for record in all_current(engine):
+        remove(engine, record.id, force=True, volumes=True)
+    networks.purge_kernel(engine)
+    unmount(mountpoint(str(engine.layout.runroot)))
+    release_cgroup_parent()
+    engine.close()
+    for path in (engine.layout.root, engine.layout.runroot):
+        shutil.rmtree(path, ignore_errors=True)
