@@ -52,7 +52,7 @@ class Sampan:
             raise AssertionError(f"sampan {' '.join(args)} failed ({proc.returncode}): {result.stderr}")
         return result
 
-    def engine(self):  # noqa: ANN201 - sampan.Engine, imported lazily
+    def engine(self):
         from sampan.engine.context import Engine
 
         engine = Engine(str(self.root), str(self.runroot))

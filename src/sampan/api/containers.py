@@ -310,20 +310,6 @@ def create_options(body: dict[str, Any], name: str) -> Any:
         attach_stderr=field(body, "AttachStderr", bool, _CFG, False), **network)
 
 
-def _resolve_namespaces(engine: Any, options: Any) -> None:
-    """``container:NAME`` modes name a running container; the spec joins its namespaces by path (as the CLI)."""
-    from sampan.engine.containers.model import lookup
-
-    run = options.run
-    for attr, ns in (("pid_mode", "pid"), ("ipc_mode", "ipc"), ("uts_mode", "uts"), ("network_mode", "net")):
-        value = getattr(run, attr)
-        if value.startswith("container:"):
-            other = lookup(engine, value.partition(":")[2])
-            if other.status != "running":
-                raise InvalidArgument(f"cannot join namespaces of container {other.id[:12]}: it is not running")
-            setattr(run, attr, f"container:/proc/{other.pid}/ns/{ns}")
-
-
 async def create(request: web.Request) -> web.StreamResponse:
     from sampan.engine.containers.create import create as create_container
 
@@ -337,7 +323,6 @@ async def create(request: web.Request) -> web.StreamResponse:
         from sampan.engine import networks
         from sampan.engine.containers.remove import remove
 
-        _resolve_namespaces(engine, options)
         record = create_container(engine, options)
         try:
             for endpoint in more:

@@ -231,25 +231,10 @@ def _create_options(a: Namespace, *, detach: bool = True, auto_remove: bool = Fa
         dns_options=a.dns_option, extra_hosts=a.add_host)
 
 
-def _resolve_namespaces(engine: Engine, options: Any) -> None:
-    """``container:NAME`` modes name a running container; the spec joins its namespaces by path."""
-    from sampan.engine.containers.model import lookup
-
-    run = options.run
-    for attr, ns in (("pid_mode", "pid"), ("ipc_mode", "ipc"), ("uts_mode", "uts"), ("network_mode", "net")):
-        value = getattr(run, attr)
-        if value.startswith("container:"):
-            other = lookup(engine, value.partition(":")[2])
-            if other.status != "running":
-                raise InvalidArgument(f"cannot join namespaces of container {other.id[:12]}: it is not running")
-            setattr(run, attr, f"container:/proc/{other.pid}/ns/{ns}")
-
-
 def _create(engine: Engine, a: Namespace, *, detach: bool, auto_remove: bool) -> Any:
     from sampan.engine.containers.create import create
 
     options = _create_options(a, detach=detach, auto_remove=auto_remove)
-    _resolve_namespaces(engine, options)
     _ensure_image(engine, a.image, a.pull, a.platform)
     return create(engine, options)
 

@@ -417,9 +417,21 @@ def load_run_options(path: str) -> RunOptions:
     return RunOptions(**data)
 
 
+def _resolve_namespaces(engine: Engine, run: RunOptions) -> None:
+    """``container:NAME`` modes name a running container; the spec joins its namespaces by path."""
+    for attr, ns in (("pid_mode", "pid"), ("ipc_mode", "ipc"), ("uts_mode", "uts"), ("network_mode", "net")):
+        value = getattr(run, attr)
+        if value.startswith("container:") and not value.startswith("container:/proc/"):
+            other = model.lookup(engine, value.partition(":")[2])
+            if other.status != "running":
+                raise InvalidArgument(f"cannot join namespaces of container {other.id[:12]}: it is not running")
+            setattr(run, attr, f"container:/proc/{other.pid}/ns/{ns}")
+
+
 def create(engine: Engine, options: CreateOptions) -> ContainerRecord:
     """Create the container (status "created"); raises with Docker's message and leaves nothing on failure."""
     run = options.run
+    _resolve_namespaces(engine, run)
     restart = parse_restart(options.restart)
     if options.auto_remove and restart[0] != "no":
         raise InvalidArgument("Conflicting options: --restart and --rm")
