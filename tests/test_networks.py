@@ -6,10 +6,14 @@ deletes them. Traffic goes only to loopback and to addresses inside networks the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import struct
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 _HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && httpd -f -v -h /www"
@@ -56,6 +60,43 @@ def _host_get(port: int, host: str = "127.0.0.1") -> bytes:
         except OSError:
             time.sleep(0.1)
     raise AssertionError(f"nothing answers on {host}:{port}")
+
+
+@contextlib.contextmanager
+def _upstream(address: str, name: str, answer: str) -> Iterator[None]:
+    """A name server on the host's loopback that knows one name: its A query is answered with ``answer``,
+    its other types with no records, other names with NXDOMAIN. Where the embedded DNS server forwards the
+    names it does not know."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, 53))
+    sock.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                packet, peer = sock.recvfrom(512)
+            except OSError:
+                continue
+            end, labels = 12, []
+            while packet[end]:
+                labels.append(packet[end + 1:end + 1 + packet[end]].decode())
+                end += packet[end] + 1
+            qtype = struct.unpack_from("!H", packet, end + 1)[0]
+            known = ".".join(labels).lower() == name
+            record = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + socket.inet_aton(answer) \
+                if known and qtype == 1 else b""
+            header = packet[:2] + struct.pack("!HHHHH", 0x8180 if known else 0x8183, 1, 1 if record else 0, 0, 0)
+            sock.sendto(header + packet[12:end + 5] + record, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
 
 
 def _free_port() -> int:
@@ -287,6 +328,32 @@ def test_connect_and_disconnect_a_running_container(sampan, busybox) -> None:
     assert len(json.loads(sampan("network", "inspect", "back").stdout)[0]["Containers"]) == 1
     sampan("rm", "-f", "app", "db")
     sampan("network", "rm", "front", "back")
+
+
+def test_embedded_dns_forwards_and_comes_with_a_live_connect(sampan, busybox) -> None:
+    sampan("network", "create", "late")
+    sampan("run", "-d", "--name", "named", "--network", "late", "--network-alias", "svc", "busybox", "sh", "-c",
+           _HTTPD)
+    with _upstream("127.0.0.77", "elsewhere.test", "10.9.8.7"):  # never contacted: nslookup only
+        # on a user network --dns names the embedded server's upstreams (as Docker), asked from the host
+        out = sampan("run", "--rm", "--network", "late", "--dns", "127.0.0.77", "busybox", "sh", "-c",
+                     "cat /etc/resolv.conf; nslookup elsewhere.test").stdout
+        assert out.startswith("nameserver 127.0.0.11\n") and "Address: 10.9.8.7" in out, out
+        # started on the default bridge (no embedded DNS there), then connected: it gets one, as Docker
+        sampan("run", "-d", "--name", "plain", "--dns", "127.0.0.77", "--dns-search", "example.test", "busybox",
+               "sleep", "300")
+        assert sampan("exec", "plain", "cat", "/etc/resolv.conf").stdout.startswith("nameserver 127.0.0.77\n")
+        sampan("network", "connect", "late", "plain")
+        resolv = sampan("exec", "plain", "cat", "/etc/resolv.conf").stdout
+        assert resolv.startswith("nameserver 127.0.0.11\n") and "127.0.0.77" not in resolv, resolv
+        assert "search example.test" in resolv
+        assert sampan("exec", "plain", "wget", "-qO-", "http://svc/").stdout.startswith("hello-")
+        assert "Address: 10.9.8.7" in sampan("exec", "plain", "nslookup", "elsewhere.test").stdout
+    # a restart keeps it (resolv.conf names 127.0.0.11, and the monitor binds it at start)
+    sampan("restart", "-t", "0", "plain")
+    assert sampan("exec", "plain", "wget", "-qO-", "http://svc/").stdout.startswith("hello-")
+    sampan("rm", "-f", "plain", "named")
+    sampan("network", "rm", "late")
 
 
 def test_run_rm_bridge_overhead(sampan, busybox) -> None:

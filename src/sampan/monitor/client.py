@@ -135,6 +135,20 @@ def session(sock: socket.socket, *, stdin: bool, tty: bool, detach_keys: bytes =
             termios.tcsetattr(0, termios.TCSADRAIN, saved_tty)
 
 
+def request(sock: socket.socket, kind: int, payload: bytes = b"") -> bytes:
+    """One control request to a running container's monitor: the payload of its answer (a frame of the same
+    kind). OSError with the monitor's message when it refuses, or when it hangs up (the container ended)."""
+    sock.sendall(protocol.frame(kind, payload))
+    decoder = protocol.Decoder()
+    while data := sock.recv(65536):
+        for got, answer in decoder.feed(data):
+            if got == kind:
+                return answer
+            if got in (protocol.ERROR, protocol.EXIT):
+                raise OSError(answer.decode(errors="replace") if got == protocol.ERROR else "the container exited")
+    raise OSError("the container's monitor hung up")
+
+
 def _scan_detach(data: bytes, keys: bytes) -> tuple[bytes, bytes]:
     """(bytes to send now, a held prefix of the detach sequence); raises Detached on the whole sequence."""
     if keys in data:

@@ -3,7 +3,7 @@
 Every message both ways is a frame: Docker's stdcopy header (one byte of kind, three zero bytes, a big-endian
 32-bit length) and the payload. Docker's kinds carry the streams (0 stdin, 1 stdout, 2 stderr); sampan's own
 control kinds carry what Docker's API puts in separate calls: which streams a client wants, a terminal resize,
-a signal to proxy, the end of stdin, and at the end the container's exit status.
+a signal to proxy, the end of stdin, a request to start the embedded DNS responder, and at the end the container's exit status.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ HELLO = 0xF0  # client -> monitor: {"stdin": bool, "stdout": bool, "stderr": boo
 RESIZE = 0xF1  # client -> monitor: b"ROWS COLS"
 SIGNAL = 0xF2  # client -> monitor: the signal number, ASCII
 STDIN_EOF = 0xF3  # client -> monitor: no more stdin from this client
+DNS = 0xF4  # client -> monitor: start the embedded DNS responder, {"servers": [...]} as JSON; answered with an
+#             empty DNS frame once it answers (or ERROR)
 EXIT = 0xF8  # monitor -> client: the exit status, ASCII; the last frame
 ERROR = 0xF9  # monitor -> client: the container could not start (a one-line message)
 

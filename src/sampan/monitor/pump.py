@@ -46,7 +46,8 @@ class Pump:
                  log: JsonFileLog | None, listener: socket.socket | None, clients: list[Client],
                  stdin_once: bool, on_reaped: Callable[[int, int], None] | None = None,
                  tick: Callable[[], float | None] | None = None,
-                 readers: dict[int, Callable[[int], None]] | None = None) -> None:
+                 readers: dict[int, Callable[[int], None]] | None = None,
+                 start_dns: Callable[[bytes], dict[int, Callable[[int], None]]] | None = None) -> None:
         self.pid = pid
         self.outputs = dict(outputs)  # fd -> "stdout"/"stderr" (a tty master is "stdout")
         self.stdin_fd = stdin_fd
@@ -58,6 +59,7 @@ class Pump:
         self.on_reaped = on_reaped
         self.tick = tick
         self.readers = dict(readers or {})  # extra fds and what to call when one is readable (the DNS responder)
+        self.start_dns = start_dns  # a DNS request's payload -> the readers of a responder started now
         self.selector = selectors.DefaultSelector()
 
     # ------------------------------------------------------------------------------------------ the loop
@@ -210,11 +212,26 @@ class Pump:
                 set_winsize(self.tty_master, rows, cols)
             except (ValueError, OSError):
                 pass
+        elif kind == protocol.DNS and self.start_dns is not None:
+            self._start_dns(client, payload)
         elif kind == protocol.SIGNAL:
             try:
                 os.kill(self.pid, int(payload))
             except (ValueError, OSError):
                 pass
+
+    def _start_dns(self, client: Client, payload: bytes) -> None:
+        """A running container joined its first user network: serve its embedded DNS from now on."""
+        try:
+            added = self.start_dns(payload)  # type: ignore[misc]
+        except (OSError, ValueError) as e:
+            client.send(protocol.ERROR, f"cannot start the embedded DNS server: {e}".encode())
+            return
+        for fd, handler in added.items():
+            if fd not in self.readers:
+                self.readers[fd] = handler
+                self.selector.register(fd, selectors.EVENT_READ, "reader")
+        client.send(protocol.DNS, b"")
 
     def _stdin_eof(self) -> None:
         """The attached stdin ended: close the container's stdin when it was opened for one client only."""

@@ -621,8 +621,9 @@ def _make_bundle(where: model.Places, run: RunOptions, hostname: str, options: C
 
 def _resolv_conf(options: CreateOptions | None = None, embedded_dns: bool = False) -> str:
     """The host's resolv.conf without loopback name servers (unreachable from a container), as dockerd; on a
-    user network the embedded DNS server (127.0.0.11) instead, which forwards to the host's; --dns,
-    --dns-search and --dns-option replace the host's lines."""
+    user network the embedded DNS server (127.0.0.11) instead, which forwards to the host's (or to --dns's, as
+    Docker's: the monitor gets them from HostConfig.Dns); --dns, --dns-search and --dns-option replace the
+    host's lines."""
     try:
         text = Path("/etc/resolv.conf").read_text()
     except OSError:
@@ -637,7 +638,7 @@ def _resolv_conf(options: CreateOptions | None = None, embedded_dns: bool = Fals
     if options is not None and options.dns_options:
         lines = [line for line in lines if not line.strip().startswith("options")]
         lines.append("options " + " ".join(options.dns_options))
-    if embedded_dns and not (options is not None and options.dns):
+    if embedded_dns:
         lines = [line for line in lines if not line.strip().startswith("nameserver")]
         lines.insert(0, f"nameserver {networks.DNS_ADDRESS}")
     elif options is not None and options.dns:

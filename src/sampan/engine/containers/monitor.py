@@ -431,6 +431,24 @@ class Monitor:
             f.write("".join(lines))
             f.truncate()
 
+    def _start_dns(self, pid: int, payload: bytes, responders: list[Any]) -> dict[int, Any]:
+        """A live ``network connect`` gave a container without a responder its first user network: bind
+        127.0.0.11 in its namespace now and answer from its DNS index (``payload``: the upstream servers)."""
+        if responders:
+            return {}
+        from sampan.network import dns
+        from sampan.network.netlink import entered
+
+        try:
+            servers = [str(server) for server in json.loads(payload)["servers"]]
+        except (KeyError, TypeError):
+            raise ValueError("a DNS request names its servers") from None
+        with entered(f"/proc/{pid}/ns/net"):
+            fd = dns.bind_sockets()[0]
+        responders.append(dns.Responder(fd, [], servers,
+                                        str(networks.dns_index(self.engine, self.id))))
+        return responders[0].fds()
+
     def _create(self, driver: runtimes.Driver, record: ContainerRecord, spec: dict[str, Any]
                 ) -> tuple[int, dict[str, Any]]:
         """Create the container with its stdio: pipes, or a pty whose master comes back over a socket."""
@@ -485,13 +503,13 @@ class Monitor:
         master = next(iter(outputs)) if handoff["tty"] else -1
         log = _open_log(handoff["log"], self.where, self.id)
         checker = health.Scheduler(self.engine, self.id, handoff["healthcheck"]) if handoff["healthcheck"] else None
-        responder = None
+        responders = []
         if handoff.get("dns"):
             from sampan.network.dns import Responder
 
-            responder = Responder(os.dup(fds[handoff["dns"]["fd"]]), handoff["dns"]["names"],
-                                  handoff["dns"]["servers"], handoff["dns"].get("index", ""))
-        readers = dict(responder.fds()) if responder else {}
+            responders.append(Responder(os.dup(fds[handoff["dns"]["fd"]]), handoff["dns"]["names"],
+                                        handoff["dns"]["servers"], handoff["dns"].get("index", "")))
+        readers = dict(responders[0].fds()) if responders else {}
         agent = None
         if handoff.get("syscalls"):
             from sampan.procview.syscalls import Agent
@@ -501,14 +519,15 @@ class Monitor:
         pump = Pump(pid=handoff["pid"], outputs=outputs, stdin_fd=stdin, tty_master=master, log=log,
                     listener=listener, clients=self.clients, stdin_once=handoff["stdin_once"],
                     on_reaped=checker.reaped if checker else None, tick=checker.tick if checker else None,
-                    readers=readers or None)
+                    readers=readers or None, start_dns=lambda payload: self._start_dns(handoff["pid"], payload,
+                                                                                          responders))
         try:
             return pump.run()
         finally:
             self.clients = pump.clients
             if checker is not None:
                 checker.stop()
-            if responder is not None:
+            for responder in responders:
                 responder.close()
             if agent is not None:
                 agent.close()
