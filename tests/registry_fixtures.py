@@ -306,7 +306,9 @@ class FaultProxy:
     modes: ``drop`` (blob bodies cut in the middle, once per blob), ``norange`` (as drop, and Range ignored),
     ``flip`` (one byte of each targeted blob flipped), ``html`` (manifests answered with an HTML page),
     ``truncate`` (manifest bodies cut short), ``tamper`` (manifest bodies altered: their digest no longer matches),
-    ``redirect`` (blobs redirected to a "blob storage" server on another port, which records what it is sent).
+    ``redirect`` (blobs redirected to a "blob storage" server on another port, which records what it is sent),
+    ``stall`` (targeted blob bodies: half sent, then nothing until the proxy stops; for killing a pull mid-blob),
+    ``flaky`` (every first GET of a manifest or blob answered 503, then passed through).
     """
 
     backend: str
@@ -317,6 +319,7 @@ class FaultProxy:
     storage_requests: list[dict[str, str]] = field(default_factory=list)
     registry_data: Path | None = None
     _dropped: set[str] = field(default_factory=set)
+    _released: threading.Event = field(default_factory=threading.Event)
     _servers: list[ThreadingHTTPServer] = field(default_factory=list)
     _storage_port: int = 0
 
@@ -357,6 +360,12 @@ class FaultProxy:
                     return
                 if outer.mode == "norange" and digest in outer._dropped:
                     headers.pop("Range", None)
+                if outer.mode == "flaky" and method == "GET" and "/v2/" != self.path and self.path not in outer._dropped:
+                    outer._dropped.add(self.path)
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 conn = http.client.HTTPConnection(outer.backend, timeout=30)
                 conn.request(method, self.path, headers=headers)
                 response = conn.getresponse()
@@ -387,6 +396,12 @@ class FaultProxy:
                         self.wfile.write(body[: len(body) // 2])
                         self.wfile.flush()
                         self.connection.shutdown(socket.SHUT_RDWR)
+                        self.close_connection = True
+                        return
+                    if outer.mode == "stall":
+                        self.wfile.write(body[: len(body) // 2])
+                        self.wfile.flush()
+                        outer._released.wait(60)
                         self.close_connection = True
                         return
                     if outer.mode == "flip":
@@ -421,6 +436,7 @@ class FaultProxy:
             threading.Thread(target=s.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self._released.set()
         for server in self._servers:
             server.shutdown()
             server.server_close()

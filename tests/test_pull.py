@@ -11,14 +11,16 @@ import json
 import os
 import shutil
 import stat
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from conftest import Sampan, docker_cli
+from conftest import SAMPAN, Sampan, docker_cli
 from registry_fixtures import (
     IDENTITY_TOKEN,
     PASSWORD,
@@ -399,6 +401,59 @@ def test_dropped_connection_resumes_with_range(sampan: Sampan, registry: Registr
     _no_ingest_leftovers(sampan)
 
 
+def test_interrupted_download_resumes_in_a_later_pull(sampan: Sampan, registry: Registry) -> None:
+    """A pull killed mid-blob keeps the unverified bytes as a partial ingest file (never a blob); the next pull
+    asks only for the rest, and the digest is checked over the whole blob: a corrupted partial is refused and
+    discarded, never stored."""
+    pushed = push_image(registry, "resume", "latest", [{"big": os.urandom(4 << 20)}])
+    [layer] = pushed.layer_digests
+    size = registry.blob_path(layer).stat().st_size
+    partial = sampan.root / "ingest" / f"partial-{layer.split(':')[1]}"
+    with FaultProxy(registry.host, "stall", targets={layer}) as proxy:
+        proc = subprocess.Popen([SAMPAN, "pull", "-q", f"{proxy.host}/resume"], env=sampan.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while not (partial.exists() and partial.stat().st_size >= 1 << 20) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        finally:
+            proc.kill()  # SIGKILL: no clean-up code runs
+            proc.wait()
+    kept = partial.stat().st_size
+    assert 1 << 20 <= kept <= size // 2
+    assert not (sampan.root / "blobs" / "sha256" / layer.split(":")[1]).exists()
+    assert sampan("images", "-aq").stdout == ""
+    # a byte of the kept prefix goes bad on disk: the whole-blob digest refuses it, and the partial is dropped
+    original = partial.read_bytes()
+    partial.write_bytes(original[:100] + bytes([original[100] ^ 1]) + original[101:])
+    bad = sampan("pull", f"{registry.host}/resume", check=False)
+    assert bad.returncode == 1 and "digest mismatch" in bad.stderr and layer in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert not partial.exists() and sampan("images", "-aq").stdout == ""
+    # killed again, then resumed for real: only the missing bytes are asked for
+    partial.write_bytes(original)
+    with FaultProxy(registry.host, "none") as proxy:
+        sampan("pull", f"{proxy.host}/resume")
+        asked = [h.get("Range") for method, path, h in proxy.requests if method == "GET" and path.endswith(layer)]
+    assert asked == [f"bytes={kept}-"]
+    assert sampan("image", "inspect", "-f", "{{.Id}}", f"{proxy.host}/resume").stdout.strip() == \
+        pushed.config_digest
+    assert (_lower_dirs(sampan, f"{proxy.host}/resume")[0] / "big").stat().st_size == 4 << 20
+    assert not partial.exists()
+    assert sampan("system", "check").returncode == 0
+    _no_ingest_leftovers(sampan)
+
+
+def test_registry_errors_are_retried_with_backoff(sampan: Sampan, registry: Registry) -> None:
+    pushed = push_image(registry, "flaky", "latest", [{"a": b"1"}, {"b": b"2"}])
+    with FaultProxy(registry.host, "flaky") as proxy:
+        sampan("pull", f"{proxy.host}/flaky")
+    gets = [path for method, path, _ in proxy.requests if method == "GET" and path != "/v2/"]
+    for digest in (pushed.config_digest, *pushed.layer_digests):
+        assert gets.count(f"/v2/flaky/blobs/{digest}") == 2  # a 503, then the blob
+    assert sampan("image", "inspect", "-f", "{{.Id}}", f"{proxy.host}/flaky").stdout.strip() == pushed.config_digest
+
+
 def test_flipped_byte_fails_and_keeps_only_verified_blobs(sampan: Sampan, registry: Registry) -> None:
     pushed = push_image(registry, "flip", "latest", [{"good": os.urandom(2_000)}, {"bad": os.urandom(2_000_000)}])
     good, bad = pushed.layer_digests
@@ -410,15 +465,17 @@ def test_flipped_byte_fails_and_keeps_only_verified_blobs(sampan: Sampan, regist
     blobs = sampan.root / "blobs" / "sha256"
     assert not (blobs / bad.split(":")[1]).exists()  # never stored unverified
     assert (blobs / pushed.config_digest.split(":")[1]).exists()  # verified before the failure: kept
-    good_kept = (blobs / good.split(":")[1]).exists()  # unless its download was still running: cancelled
+    good_kept = (blobs / good.split(":")[1]).exists()  # unless its download was still running: cancelled,
+    # and then kept as a partial file to resume; the refused blob's bytes are discarded
+    assert {p.name for p in (sampan.root / "ingest").iterdir()} <= {f"partial-{good.split(':')[1]}"}
     assert sampan("images", "-aq").stdout == ""  # no partial image
-    _no_ingest_leftovers(sampan)
     # the next attempt only fetches what is missing
     with FaultProxy(registry.host, "none") as proxy:
         sampan("pull", f"{proxy.host}/flip")
         fetched = {path for method, path, _ in proxy.requests if method == "GET" and "/blobs/" in path}
         assert fetched == {f"/v2/flip/blobs/{bad}"} | (set() if good_kept else {f"/v2/flip/blobs/{good}"})
     assert sampan("system", "check").returncode == 0
+    _no_ingest_leftovers(sampan)
 
 
 @pytest.mark.parametrize(("mode", "message"), [

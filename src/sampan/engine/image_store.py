@@ -39,8 +39,12 @@ class StoredImage:
 
 
 def put_blob(engine: Engine, lease: Lease, data: bytes | BinaryIO, *, expected_digest: str | None = None,
-             expected_size: int | None = None, media_type: str = "", diff_id: str | None = None) -> Descriptor:
-    """Store verified content under the lease and record it; returns its descriptor."""
+             expected_size: int | None = None, media_type: str = "", diff_id: str | None = None,
+             resume: bool = False) -> Descriptor:
+    """Store verified content under the lease and record it; returns its descriptor.
+
+    With ``resume`` (a download of ``expected_digest``), an interrupted earlier write is continued: ``data`` is
+    ``seek``-ed past the bytes already there, and an interruption now keeps them for the next attempt."""
     content = engine.content
     if expected_digest is not None:
         with engine.db.transaction() as tx:
@@ -48,7 +52,11 @@ def put_blob(engine: Engine, lease: Lease, data: bytes | BinaryIO, *, expected_d
     if expected_digest is not None and content.exists(expected_digest):
         digest = expected_digest
     else:
-        with content.writer() as writer:
+        with content.writer(expected_digest if resume and not isinstance(data, bytes) else None) as writer:
+            if writer.size and expected_size is not None and writer.size > expected_size:
+                writer.restart()
+            if writer.size and not isinstance(data, bytes):
+                data.seek(writer.size)
             if isinstance(data, bytes):
                 writer.write(data)
             else:

@@ -10,7 +10,9 @@ never its parent's files, and all layers unpack concurrently. The image (config,
 digest) is then committed in one transaction through ``image_store.commit_image``, as every image source does.
 
 Failure leaves no image, and nothing unverified: a blob is visible only once verified, a snapshot only once its
-diff ID matched. Unlike ``load`` (``operation.storing``), a failed pull does not collect what it stored: the
+diff ID matched. A layer download that stops early (the connection gave up, another layer failed, Ctrl-C, a kill)
+keeps its bytes in the ingest area as a partial file named for the digest, and the next pull continues it with a
+``Range`` request and verifies the digest over the whole blob; a mismatch discards it. Unlike ``load`` (``operation.storing``), a failed pull does not collect what it stored: the
 verified blobs and unpacked snapshots stay (unreferenced, so the next ``rmi``/``prune`` may collect them) and a
 retried pull only fetches what is still missing. While it runs, everything is protected by the pull's lease.
 
@@ -397,6 +399,6 @@ def _download(engine: Engine, lease: Lease, client: RegistryClient, repo: str, b
     emit(ProgressEvent(short, "Downloading", 0, blob.size))
     with client.open_blob(repo, blob.digest, blob.size, advance) as reader:
         put_blob(engine, lease, reader, expected_digest=blob.digest, expected_size=blob.size,
-                 media_type=blob.media_type)
+                 media_type=blob.media_type, resume=True)
         emit(ProgressEvent(short, "Verifying Checksum"))
     emit(ProgressEvent(short, "Download complete"))

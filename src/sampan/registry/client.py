@@ -346,7 +346,7 @@ class BlobReader:
     def __init__(self, client: RegistryClient, repo: str, digest: str, size: int,
                  progress: Callable[[int], None] | None = None) -> None:
         self.client, self.repo, self.digest, self.size = client, repo, digest, size
-        self.offset = 0
+        self.offset = self._start = 0  # _start: where this process began (past an earlier process's bytes)
         self.resumed = 0
         self._progress = progress
         self._response: Response | None = None
@@ -373,6 +373,18 @@ class BlobReader:
         else:
             raise self.client._error(response, self._what)
         self._response = response
+
+    def seek(self, offset: int) -> int:
+        """Start at ``offset`` (before the first read): the bytes before it are already stored from an
+        earlier, interrupted download; the registry is asked for the rest with ``Range``."""
+        if self._response is not None or self.offset:
+            raise ValueError("BlobReader.seek is only possible before reading")
+        if not 0 <= offset <= self.size:
+            raise ValueError(f"offset {offset} outside the blob's {self.size} bytes")
+        self.offset = self._start = offset
+        if offset and self._progress is not None:
+            self._progress(offset)
+        return offset
 
     def read(self, amount: int = READ_SIZE) -> bytes:
         from urllib3.exceptions import HTTPError
@@ -406,7 +418,7 @@ class BlobReader:
             self._response.close(reuse=False)
             self._response = None
         self._failures += 1
-        if isinstance(error, RegistryError) and self.offset == 0 and self.resumed == 0:
+        if isinstance(error, RegistryError) and self.offset == self._start and self.resumed == 0:
             raise error
         if self._failures > RESUME_ATTEMPTS:
             reason = " ".join(str(error).split())[:200] if error else "connection closed early"

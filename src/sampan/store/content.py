@@ -3,22 +3,29 @@
 As in containerd's content store, a writer streams into the ingest area while hashing; ``commit`` fsyncs,
 verifies the digest and size, renames atomically and fsyncs the directory. So a visible blob is always complete
 and verified, and a process killed mid-write leaves only an ingest file that the next check reclaims.
+
+A download from a registry may also be *resumable*: its ingest file is named for the digest it should have
+(``partial-<hex>``), is kept when the writer stops without committing, and the next writer for that digest
+continues it (the caller fetches the rest with an HTTP ``Range``). The bytes already there are hashed again on
+resume, so the digest is always verified over the whole blob; a mismatch discards the partial file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from sampan.errors import CorruptContent, NotFound
 from sampan.image import digest as _digest
 
 _COPY_CHUNK = 1 << 20
+PARTIAL_PREFIX = "partial-"  # resumable downloads in the ingest area: partial-<hex of the expected digest>
 
 
 def fsync_dir(path: Path) -> None:
@@ -32,10 +39,44 @@ def fsync_dir(path: Path) -> None:
 class BlobWriter:
     """Streams one blob into the ingest area; nothing is visible until ``commit`` has verified it."""
 
-    def __init__(self, store: ContentStore) -> None:
+    def __init__(self, store: ContentStore, resume: str | None = None) -> None:
         self._store = store
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._keep = False
+        if resume is not None and self._resume(resume):
+            return
         self._path = store.ingest_dir / f"{os.getpid()}-{uuid.uuid4().hex}"
         self._file = open(self._path, "xb", buffering=0)  # noqa: SIM115 - closed by commit/abort
+
+    def _resume(self, digest: str) -> bool:
+        """Open (or create) the partial file for ``digest`` and hash what it holds; False when another process
+        is writing it (this writer then uses a private file)."""
+        self._path = self._store.ingest_dir / f"{PARTIAL_PREFIX}{_digest.hex_of(digest)}"
+        self._file = open(self._path, "a+b", buffering=0)  # noqa: SIM115 - closed by commit/abort/__exit__
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            return False
+        try:
+            same = os.stat(self._path).st_ino == os.fstat(self._file.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # committed or discarded by its writer between our open and our lock
+            self._file.close()
+            return False
+        self._file.seek(0)
+        while chunk := self._file.read(_COPY_CHUNK):
+            self._hash.update(chunk)
+            self.size += len(chunk)
+        self._keep = True
+        return True
+
+    def restart(self) -> None:
+        """Drop what a resumed file held (it is longer than the blob can be): start from byte 0."""
+        self._file.truncate(0)
+        self._file.seek(0)
         self._hash = hashlib.sha256()
         self.size = 0
 
@@ -60,14 +101,14 @@ class BlobWriter:
             if expected_digest is not None and digest != expected_digest:
                 raise CorruptContent(f"digest mismatch: expected {expected_digest}, got {digest}")
             os.fsync(self._file.fileno())
-            self._file.close()
-            target = self._store.path(digest)
+            target = self._store.path(digest)  # renamed before closing: a resumable file's lock still holds
             if target.exists():
                 self._path.unlink()
             else:
                 os.chmod(self._path, 0o644)
                 os.rename(self._path, target)
                 fsync_dir(target.parent)
+            self._file.close()
             return digest
         except BaseException:
             self.abort()
@@ -75,14 +116,18 @@ class BlobWriter:
 
     def abort(self) -> None:
         if not self._file.closed:
+            self._path.unlink(missing_ok=True)
             self._file.close()
-        self._path.unlink(missing_ok=True)
 
-    def __enter__(self) -> BlobWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is not None or not self._file.closed:
+        if self._file.closed:
+            return
+        if self._keep:  # resumable: interrupted, not refused (a refusal in commit has aborted already)
+            self._file.close()
+        else:
             self.abort()
 
 
@@ -119,8 +164,9 @@ class ContentStore:
             raise CorruptContent(f"blob {digest} is corrupt on disk (run 'sampan system check --repair')")
         return data
 
-    def writer(self) -> BlobWriter:
-        return BlobWriter(self)
+    def writer(self, resume: str | None = None) -> BlobWriter:
+        """A writer into the ingest area; ``resume`` (the expected digest) continues and keeps a partial file."""
+        return BlobWriter(self, resume)
 
     def write_bytes(self, data: bytes, expected_digest: str | None = None) -> str:
         with self.writer() as w:
