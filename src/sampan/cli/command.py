@@ -74,3 +74,14 @@ def parse_filters(values: list[str] | None) -> dict[str, list[str]]:
             raise InvalidArgument(f"bad format of filter (expected name=value): {value!r}")
         out.setdefault(key.strip(), []).append(rest)
     return out
+
+
+def key_values(items: list[str] | None, what: str) -> dict[str, str]:
+    """Docker's ``--label k=v`` / ``-o k=v`` flags: split at the first ``=``; a bare key has an empty value."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid {what} '{item}': empty name")
+        out[key] = value
+    return out

@@ -5,19 +5,9 @@ from __future__ import annotations
 import sys
 from argparse import Namespace
 
-from sampan.cli.command import arg, command, parse_filters
+from sampan.cli.command import arg, command, key_values, parse_filters
 from sampan.engine.context import Engine
 from sampan.errors import InvalidArgument, SampanError
-
-
-def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise InvalidArgument(f"invalid {what} '{item}': empty name")
-        out[key] = value
-    return out
 
 
 def _one(values: list[str] | None, flag: str) -> str:
@@ -41,8 +31,8 @@ def create(engine: Engine, a: Namespace) -> None:
 
     network = networks.create(engine, a.name, driver=a.driver, subnet=_one(a.subnet, "--subnet"),
                               gateway=_one(a.gateway, "--gateway"), ip_range=_one(a.ip_range, "--ip-range"),
-                              internal=a.internal, options=_key_values(a.opt, "option"),
-                              labels=_key_values(a.label, "label"))
+                              internal=a.internal, options=key_values(a.opt, "option"),
+                              labels=key_values(a.label, "label"))
     print(network.id)
 
 
@@ -52,22 +42,15 @@ def create(engine: Engine, a: Namespace) -> None:
          arg("--no-trunc", action="store_true", help="Do not truncate the output"),
          arg("-q", "--quiet", action="store_true", help="Only display network IDs"))
 def ls(engine: Engine, a: Namespace) -> None:
-    from sampan.cli.gotemplate import format_rows
+    from sampan.cli.output import print_listing
     from sampan.engine import networks
 
-    found = networks.ls(engine, parse_filters(a.filter))
-    ids = [n["Id"] if a.no_trunc else n["Id"][:12] for n in found]
-    if a.quiet:
-        if ids:
-            print("\n".join(ids))
-        return
-    rows = [{"ID": i, "Name": n["Name"], "Driver": n["Driver"], "Scope": n["Scope"], "IPv6": "false",
-             "Internal": str(n["Internal"]).lower(), "CreatedAt": n["Created"],
-             "Labels": ",".join(f"{k}={v}" for k, v in sorted(n["Labels"].items()))} for i, n in zip(ids, found)]
-    out = format_rows(a.format, rows, table_default="table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
-                      headers={"ID": "NETWORK ID"})
-    if out:
-        print(out)
+    rows = [{"ID": n["Id"] if a.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
+             "Scope": n["Scope"], "IPv6": "false", "Internal": str(n["Internal"]).lower(), "CreatedAt": n["Created"],
+             "Labels": ",".join(f"{k}={v}" for k, v in sorted(n["Labels"].items()))}
+            for n in networks.ls(engine, parse_filters(a.filter))]
+    print_listing(a.format, a.quiet, rows, "ID", table_default="table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}",
+                  headers={"ID": "NETWORK ID"})
 
 
 @command("Display detailed information on one or more networks",

@@ -69,3 +69,18 @@ def input_file(path: str | None) -> Iterator[BinaryIO]:
         raise InvalidArgument(f"{path} is a directory, not an archive") from None
     with f:
         yield f
+
+
+def print_listing(fmt: str, quiet: bool, rows: list[dict[str, Any]], key: str, *, table_default: str,
+                  headers: dict[str, str]) -> None:
+    """What an ``ls`` prints: with ``-q`` the ``key`` column alone, else the rows as ``--format`` says (the
+    table ``table_default`` by default, with Docker's ``headers``); nothing for no rows but a table's header."""
+    from sampan.cli.gotemplate import format_rows
+
+    if quiet:
+        if rows:
+            print("\n".join(row[key] for row in rows))
+        return
+    out = format_rows(fmt, rows, table_default=table_default, headers=headers)
+    if out:
+        print(out)

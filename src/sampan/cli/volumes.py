@@ -6,20 +6,9 @@ import sys
 from argparse import Namespace
 from typing import Any
 
-from sampan.cli.command import arg, command, parse_filters
+from sampan.cli.command import arg, command, key_values, parse_filters
 from sampan.engine.context import Engine
-from sampan.errors import InvalidArgument, SampanError
-
-
-def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
-    """Docker's ``--label k=v`` / ``-o k=v`` flags: split at the first ``=``; a bare key has an empty value."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, _, value = item.partition("=")
-        if not key:
-            raise InvalidArgument(f"invalid {what} '{item}': empty name")
-        out[key] = value
-    return out
+from sampan.errors import SampanError
 
 
 @command("Create a volume",
@@ -30,8 +19,8 @@ def _key_values(items: list[str] | None, what: str) -> dict[str, str]:
 def create(engine: Engine, a: Namespace) -> None:
     from sampan.engine import volumes
 
-    volume = volumes.create(engine, a.name or None, driver=a.driver, labels=_key_values(a.label, "label"),
-                            options=_key_values(a.opt, "option"))
+    volume = volumes.create(engine, a.name or None, driver=a.driver, labels=key_values(a.label, "label"),
+                            options=key_values(a.opt, "option"))
     print(volume.name)
 
 
@@ -49,18 +38,12 @@ def _row(volume: Any) -> dict[str, str]:
          arg("--format", default="", help="Format output using a Go template, 'table', 'table TEMPLATE' or 'json'"),
          arg("-q", "--quiet", action="store_true", help="Only display volume names"))
 def ls(engine: Engine, a: Namespace) -> None:
-    from sampan.cli.gotemplate import format_rows
+    from sampan.cli.output import print_listing
     from sampan.engine import volumes
 
-    found = volumes.list_volumes(engine, parse_filters(a.filter))
-    if a.quiet:
-        if found:
-            print("\n".join(volume.name for volume in found))
-        return
-    out = format_rows(a.format, [_row(volume) for volume in found], table_default="table {{.Driver}}\t{{.Name}}",
-                      headers={"Name": "VOLUME NAME"})
-    if out:
-        print(out)
+    rows = [_row(volume) for volume in volumes.list_volumes(engine, parse_filters(a.filter))]
+    print_listing(a.format, a.quiet, rows, "Name", table_default="table {{.Driver}}\t{{.Name}}",
+                  headers={"Name": "VOLUME NAME"})
 
 
 @command("Display detailed information on one or more volumes",
