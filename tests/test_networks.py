@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 _HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && httpd -f -v -h /www"
 
@@ -63,11 +64,14 @@ def _host_get(port: int, host: str = "127.0.0.1") -> bytes:
 
 
 @contextlib.contextmanager
-def _upstream(address: str, name: str, answer: str) -> Iterator[None]:
-    """A name server on the host's loopback that knows one name: its A query is answered with ``answer``,
-    its other types with no records, other names with NXDOMAIN. Where the embedded DNS server forwards the
-    names it does not know."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def _upstream(address: str, name: str, answer: str, netns: str = "") -> Iterator[None]:
+    """A UDP name server that knows one name: its A query is answered with ``answer``, its other types with no
+    records, other names with NXDOMAIN. On the host's loopback: where the embedded DNS server forwards the
+    names it does not know; in a container's network namespace (``netns``): a UDP server busybox lacks."""
+    from sampan.network.netlink import entered
+
+    with entered(netns) if netns else contextlib.nullcontext():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((address, 53))
     sock.settimeout(0.1)
     stop = threading.Event()
@@ -161,6 +165,116 @@ def test_networks_are_isolated(sampan, busybox) -> None:
     blocked = sampan("run", "--rm", "--network", "right", "busybox", "ping", "-c", "1", "-W", "1", address,
                      check=False)
     assert blocked.returncode != 0
+
+
+def test_udp_between_containers_and_through_published_ports(sampan, busybox) -> None:
+    port = _free_port()
+    sampan("network", "create", "unet")
+    sampan("build", "-q", "-t", "exposed", "-", input="FROM busybox\nEXPOSE 7000\n")
+    sampan("run", "-d", "--name", "udp", "--network", "unet", "-p", f"{port}-{port + 1}:53-54/udp", "-P",
+           "exposed", "sleep", "300")
+    pid = json.loads(sampan("inspect", "udp").stdout)[0]["State"]["Pid"]
+    lines = sampan("port", "udp").stdout.splitlines()
+    assert f"53/udp -> 0.0.0.0:{port}" in lines and f"54/udp -> 0.0.0.0:{port + 1}" in lines
+    assert any(line.startswith("7000/tcp -> 0.0.0.0:") for line in lines), lines  # -P: EXPOSEd, a free port
+    with _upstream(_ip(sampan, "udp", "unet"), "known.test", "10.9.8.6", netns=f"/proc/{pid}/ns/net"):
+        # the host, through the port published on 127.0.0.1
+        query = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + b"\x05known\x04test\x00" + struct.pack("!HH", 1, 1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(5)
+            client.sendto(query, ("127.0.0.1", port))
+            assert client.recv(512).endswith(socket.inet_aton("10.9.8.6"))
+        # a peer on its network, by name
+        out = sampan("run", "--rm", "--network", "unet", "busybox", "nslookup", "known.test", "udp").stdout
+        assert "Address: 10.9.8.6" in out, out
+        # a container of another network, through the published port on its gateway (the host)
+        gateway = json.loads(sampan("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+        out = sampan("run", "--rm", "busybox", "nslookup", "known.test", f"{gateway}:{port}").stdout
+        assert "Address: 10.9.8.6" in out, out
+    sampan("rm", "-f", "udp")
+    assert not _kernel(sampan)[1].get("any_addr")
+
+
+def test_internal_network_bridge_options_and_masquerade(sampan, busybox) -> None:
+    """An internal network has no way out; a normal one leaves masqueraded. "Out" is a veth pair to a network
+    namespace of the test's own (10.251.61.0/24), whose TCP server reports the source address it sees."""
+    import subprocess
+
+    sampan("network", "create", "--internal", "--subnet", "10.251.60.0/24", "--ip-range", "10.251.60.128/25",
+           "-o", "com.docker.network.bridge.name=sptinternal", "-o", "com.docker.network.driver.mtu=1400", "inet")
+    sampan("network", "create", "--subnet", "10.251.62.0/24", "onet")
+    assert Path("/sys/class/net/sptinternal/mtu").read_text().strip() == "1400"
+    sampan("run", "-d", "--name", "isrv", "--network", "inet", "busybox", "sh", "-c", _HTTPD)
+    assert _ip(sampan, "isrv", "inet").startswith("10.251.60.1")  # from the --ip-range, 10.251.60.128/25
+    out = sampan("run", "--rm", "--network", "inet", "busybox", "sh", "-c",
+                 "ip -o link show eth0; ip route; wget -qO- http://isrv/").stdout
+    assert "mtu 1400" in out and "default" not in out and "hello-" in out, out
+    elements = _kernel(sampan)[1]
+    assert "sptinternal" in elements["internal"]
+    masqueraded = [e["prefix"]["addr"] for e in elements["masq"]]
+    assert "10.251.62.0" in masqueraded and "10.251.60.0" not in masqueraded
+
+    outside = subprocess.Popen(["unshare", "-n", "sleep", "300"])
+    try:
+        time.sleep(0.2)
+        for command in (f"ip link add sptout0 type veth peer name sptout1 netns {outside.pid}",
+                        "ip addr add 10.251.61.1/24 dev sptout0", "ip link set sptout0 up"):
+            subprocess.run(command.split(), check=True)
+        from sampan.network.netlink import entered
+
+        with entered(f"/proc/{outside.pid}/ns/net"):
+            subprocess.run(["ip", "addr", "add", "10.251.61.2/24", "dev", "sptout1"], check=True)
+            subprocess.run(["ip", "link", "set", "sptout1", "up"], check=True)
+            server = socket.socket()
+        server.bind(("10.251.61.2", 8080))
+        server.listen(4)
+        server.settimeout(10)
+        seen = []
+
+        def serve() -> None:
+            conn, peer = server.accept()
+            seen.append(peer[0])
+            conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nout")
+            conn.close()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        assert sampan("run", "--rm", "--network", "onet", "busybox", "wget", "-qO-",
+                      "http://10.251.61.2:8080/").stdout == "out"
+        thread.join()
+        assert seen == ["10.251.61.1"]  # masqueraded to the host's address on the way out
+        r = sampan("run", "--rm", "--network", "inet", "busybox", "wget", "-qO-", "-T", "2",
+                   "http://10.251.61.2:8080/", check=False)
+        assert r.returncode != 0
+        server.close()
+    finally:
+        outside.kill()
+        outside.wait()
+        subprocess.run(["ip", "link", "del", "sptout0"], check=False, capture_output=True)
+    sampan("rm", "-f", "isrv")
+    sampan("network", "rm", "inet", "onet")
+    assert not os.path.exists("/sys/class/net/sptinternal")
+
+
+def test_subnets_avoid_host_routes_and_exhausted_pools_fail_cleanly(sampan, busybox, monkeypatch) -> None:
+    import subprocess
+
+    monkeypatch.setenv("SAMPAN_ADDRESS_POOLS", "10.251.70.0/23/24")
+    subprocess.run(["ip", "link", "add", "sptroute", "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "addr", "add", "10.251.70.1/24", "dev", "sptroute"], check=True)
+        subprocess.run(["ip", "link", "set", "sptroute", "up"], check=True)
+        # 10.251.70.0/24 is the host's route: the default network takes the next one, the last of the pool
+        assert json.loads(sampan("network", "inspect", "bridge").stdout)[0]["IPAM"]["Config"][0]["Subnet"] == \
+            "10.251.71.0/24"
+        links = _links()
+        r = sampan("network", "create", "second", check=False)
+        assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+            ("Error: could not find an available, non-overlapping IPv4 address pool among the defaults to assign "
+             "to the network")], r.stderr
+        assert _links() == links and "second" not in sampan("network", "ls").stdout
+    finally:
+        subprocess.run(["ip", "link", "del", "sptroute"], check=False, capture_output=True)
 
 
 def test_static_ip_mac_and_dns_options(sampan, busybox) -> None:
@@ -266,6 +380,17 @@ def test_teardown_on_stop_rm_and_killed_monitor(sampan, busybox) -> None:
     assert not _kernel(sampan)[1].get("any_addr")
     assert not networks.port_reservations(engine, record_id)
     sampan("rm", "-f", "killed")
+    assert "network" not in sampan("system", "check").stdout
+    # the monitor alone killed: the container still runs; rm -f stops it and removes all it had
+    sampan("run", "-d", "--name", "orphan", "-p", f"{port}:80", "busybox", "sleep", "300")
+    orphan_id = sampan("inspect", "-f", "{{.Id}}", "orphan").stdout.strip()
+    veth = engine.db.conn.execute("SELECT veth FROM network_attachments WHERE container_id = ?",
+                                  (orphan_id,)).fetchone()[0]
+    os.kill(engine.db.conn.execute("SELECT monitor_pid FROM containers WHERE id = ?", (orphan_id,)).fetchone()[0], 9)
+    time.sleep(0.2)
+    sampan("rm", "-f", "orphan")
+    assert veth not in _links() and not _kernel(sampan)[1].get("any_addr")
+    assert not networks.port_reservations(engine, orphan_id)
     assert "network" not in sampan("system", "check").stdout
 
 

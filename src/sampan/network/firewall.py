@@ -10,7 +10,9 @@ is one atomic element insert and removing them one delete, with no rule handles 
   127.0.0.1 leave through the bridge with a loopback source, which ``postrouting`` masquerades to the gateway);
 - ``postrouting``: masquerade what leaves a non-internal network's subnet for anything but a sampan bridge;
 - ``forward`` (policy accept: other tables decide for other traffic): a bridge to itself is accepted, internal
-  networks and traffic between two different sampan bridges are dropped (networks are isolated).
+  networks are dropped, then connections to a published port are accepted (a container reaches another
+  network's published port through the host's address, as with Docker's default userland proxy), and other
+  traffic between two different sampan bridges is dropped (networks are isolated).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def _rules(table: str) -> list[tuple[str, list[dict[str, Any]]]]:
         ("forward", [_match({"concat": [_meta("iifname"), _meta("oifname")]}, "@same"), {"accept": None}]),
         ("forward", [_match(_meta("iifname"), "@internal"), {"drop": None}]),
         ("forward", [_match(_meta("oifname"), "@internal"), {"drop": None}]),
+        ("forward", [_match({"ct": {"key": "status"}}, "dnat", "in"), {"accept": None}]),
         ("forward", [_match(_meta("iifname"), "@bridges"), _match(_meta("oifname"), "@bridges"), {"drop": None}]),
     ]
 
