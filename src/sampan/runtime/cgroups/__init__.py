@@ -470,6 +470,18 @@ BLKIO_STATS = ("ioServiceBytesRecursive", "ioServicedRecursive", "ioQueueRecursi
                "ioWaitTimeRecursive", "ioMergedRecursive", "ioTimeRecursive", "sectorsRecursive")
 
 
+def throttling(cpu_stat: dict[str, int], time_key: str, ns_per_unit: int) -> dict[str, int]:
+    """runc's CPU throttling figures from ``cpu.stat`` (v1 counts the time in ns, v2 in usec)."""
+    return {"periods": cpu_stat.get("nr_periods", 0), "throttledPeriods": cpu_stat.get("nr_throttled", 0),
+            "throttledTime": cpu_stat.get(time_key, 0) * ns_per_unit}
+
+
+def pids_stats(dir: str) -> dict[str, int]:
+    """The pids controller's figures, the same files on v1 and v2 (no limit reads as 0, as runc reports it)."""
+    limit = read_int(dir, "pids.max")
+    return {"current": read_int(dir, "pids.current"), "limit": 0 if limit == UINT64_MAX else limit}
+
+
 def empty_stats() -> dict[str, Any]:
     """runc's ``events --stats`` data with every field present (runc omits zeros; consumers need not care)."""
     def entry() -> dict[str, int]:

@@ -18,7 +18,6 @@ from sampan.runtime.cgroups import (
     FROZEN,
     THAWED,
     THROTTLES,
-    UINT64_MAX,
     BlockIO,
     Cgroup,
     Cpu,
@@ -31,6 +30,7 @@ from sampan.runtime.cgroups import (
     hugepage_sizes,
     join,
     pids_max,
+    pids_stats,
     procs,
     rdma_writes,
     read_file,
@@ -38,6 +38,7 @@ from sampan.runtime.cgroups import (
     read_keyed,
     read_keyed_or_empty,
     remove,
+    throttling,
     write_all,
     write_file,
 )
@@ -300,16 +301,11 @@ class V1Cgroup(Cgroup):
         if path := self._dirs.get("cpuacct"):
             _cpuacct_stats(path, out["cpu"]["usage"])
         if path := self._dirs.get("cpu"):
-            cpu = read_keyed(path, "cpu.stat")
-            out["cpu"]["throttling"] = {"periods": cpu.get("nr_periods", 0),
-                                        "throttledPeriods": cpu.get("nr_throttled", 0),
-                                        "throttledTime": cpu.get("throttled_time", 0)}
+            out["cpu"]["throttling"] = throttling(read_keyed(path, "cpu.stat"), "throttled_time", 1)
         if path := self._dirs.get("memory"):
             _memory_stats(path, out["memory"])
         if path := self._dirs.get("pids"):
-            limit = read_int(path, "pids.max")
-            out["pids"] = {"current": read_int(path, "pids.current"),
-                           "limit": 0 if limit == UINT64_MAX else limit}
+            out["pids"] = pids_stats(path)
         if path := self._dirs.get("blkio"):
             out["blkio"].update(_blkio_stats(path))
         if path := self._dirs.get("hugetlb"):

@@ -33,6 +33,7 @@ from sampan.runtime.cgroups import (
     hugepage_sizes,
     join,
     pids_max,
+    pids_stats,
     procs,
     rdma_writes,
     read_file,
@@ -40,6 +41,7 @@ from sampan.runtime.cgroups import (
     read_keyed,
     read_keyed_or_empty,
     remove,
+    throttling,
     wait_for,
     write_file,
 )
@@ -255,15 +257,11 @@ class V2Cgroup(Cgroup):
         cpu = read_keyed_or_empty(self.dir, "cpu.stat")
         out["cpu"]["usage"].update(total=cpu.get("usage_usec", 0) * 1000, user=cpu.get("user_usec", 0) * 1000,
                                    kernel=cpu.get("system_usec", 0) * 1000)
-        out["cpu"]["throttling"] = {"periods": cpu.get("nr_periods", 0),
-                                    "throttledPeriods": cpu.get("nr_throttled", 0),
-                                    "throttledTime": cpu.get("throttled_usec", 0) * 1000}
+        out["cpu"]["throttling"] = throttling(cpu, "throttled_usec", 1000)
         if self._has("memory.stat"):
             self._memory_stats(out["memory"])
         if self._has("pids.current"):
-            limit = read_int(self.dir, "pids.max")
-            out["pids"] = {"current": read_int(self.dir, "pids.current"),
-                           "limit": 0 if limit == UINT64_MAX else limit}
+            out["pids"] = pids_stats(self.dir)
         else:
             out["pids"]["current"] = len(read_file(self.dir, "cgroup.procs").split())
         if self._has("io.stat"):
