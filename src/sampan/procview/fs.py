@@ -44,7 +44,7 @@ class ProcView:
         self._numbers = itertools.count(1)
         self._cache: dict[tuple[str, str], tuple[float, bytes]] = {}
         self._lock = threading.Lock()
-        self._loads = view.LoadAverage()
+        self.loads = view.LoadAverage()  # shared with the syscall hub
         self._mounted_at = time.time_ns()
 
     def render(self, name: str, pid: int) -> bytes:
@@ -67,8 +67,7 @@ class ProcView:
         elif name == "uptime":
             text = view.uptime(figures)
         elif name == "loadavg":
-            with self._lock:
-                text = self._loads.render(key[0], figures, _last_pid())
+            text = self.loads.render(key[0], figures, _last_pid())
         elif name == "diskstats":
             text = view.diskstats(figures, _host("diskstats"))
         else:

@@ -1,16 +1,20 @@
 """Serving the /proc view: one FUSE mount per run-time root, shared by every container that uses the view.
 
-``ensure(runroot)`` (called when a container starts) returns the mountpoint, starting a keeper when none runs:
-``python -m sampan.procview.server MOUNTPOINT``, in a session of its own. The keeper forks the FUSE server and
-supervises it. When the server dies, the keeper unmounts its dead mount and, in every container still bound to
-it, unmounts the stale files (entering the container's mount namespace in a forked child), so those containers
-fall back to their real /proc files instead of getting "transport endpoint is not connected"; then it serves a new
-mount for the containers that start next. When no container has used the view for a minute, the keeper
-unmounts it; when the mount goes (that way, or from outside) the server's loop ends normally and the keeper
-exits. The next container to want the view starts it again.
+``ensure(runroot, fork)`` (called when a container starts) returns the mountpoint, starting the server when none
+answers. The server is one process with two threads: the FUSE filesystem, and the syscall ``Hub`` that answers
+sysinfo and sched_getaffinity for the containers whose monitors forward their seccomp listeners (with the same
+load averages as the view's /proc/loadavg).
 
-One mount for all containers (as LXCFS) rather than one per container keeps the view's memory to one Python
-process in all, and its start off the path of ``run`` once it is up.
+Memory: ``fork`` asks the run-time root's monitor host to fork the server, so it shares the host's warm,
+frozen pages (the interpreter, mfusepy, the view) copy-on-write with the host and with every monitor, and owns
+only what it writes; without a host it runs as ``python -m sampan.procview.server MOUNTPOINT``. There is no
+keeper process: when no container has used the view for a minute, the server unmounts it and exits; the next
+container to want it starts a new one.
+
+When the server dies, each container's monitor (its agent sees the hub's connection close) unmounts the dead
+files in its container, so the container reads its real /proc files instead of "transport endpoint is not
+connected", and answers the syscalls itself. The next ``ensure`` unmounts the dead mount, releases containers
+that have no agent the same way, and starts a new server for the containers that start next.
 """
 
 from __future__ import annotations
@@ -22,9 +26,14 @@ import time
 
 from sampan.procview.fs import FILES
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
 FSNAME = "sampan-procview"
 _START_TIMEOUT_S = 10.0
-_IDLE_CHECK_S = 15.0  # how often the keeper looks for containers using the view
+_IDLE_CHECK_S = 15.0  # how often the server looks for containers using the view
 _IDLE_EXIT_S = 60.0  # unused this long: the view is unmounted and its processes end
 _MNT_DETACH = 2
 
@@ -63,8 +72,9 @@ def serving(path: str) -> bool:
         return False
 
 
-def ensure(runroot: str) -> str | None:
-    """The view's mountpoint, started if needed; None when FUSE is unavailable here (no view, no failure)."""
+def ensure(runroot: str, fork: Callable[[str], bool] | None = None) -> str | None:
+    """The view's mountpoint, started if needed (by ``fork(path)`` when it can, else as a new interpreter);
+    None when FUSE is unavailable here (no view, no failure)."""
     from sampan.store.locks import FileLock
 
     path = mountpoint(runroot)
@@ -78,16 +88,19 @@ def ensure(runroot: str) -> str | None:
     with FileLock(Path(runroot) / "locks", "procview"):
         if serving(path):
             return path
-        unmount(path)
+        if mounted(path):  # a dead server's: containers still bound to it read nothing
+            unmount(path)
+            _release_containers()
         os.makedirs(path, mode=0o755, exist_ok=True)
-        subprocess.Popen([sys.executable, "-m", "sampan.procview.server", path], start_new_session=True,
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         close_fds=True)
+        if fork is None or not fork(path):
+            subprocess.Popen([sys.executable, "-m", "sampan.procview.server", path], start_new_session=True,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             close_fds=True)
         deadline = time.monotonic() + _START_TIMEOUT_S
         while time.monotonic() < deadline:
             if serving(path):
                 return path
-            time.sleep(0.01)
+            time.sleep(0.005)
     return None
 
 
@@ -107,52 +120,113 @@ def unmount(path: str) -> None:
             break
 
 
-# ---------------------------------------------------------------------------------------------- keeper and server
+# ---------------------------------------------------------------------------------------------- the server
 
 
-def _serve(path: str) -> None:  # pragma: no cover - the forked server
+def hub_path(path: str) -> str:
+    """The syscall hub's socket, beside the mountpoint (inside it, it would be hidden by the mount)."""
+    return path + ".sock"
+
+
+def server_pid(path: str) -> int | None:
+    """The pid of the server of the view at ``path`` (its hub's peer credentials), None when none answers."""
+    import socket
+    import struct
+
+    from sampan.monitor.protocol import socket_name
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+    try:
+        with socket_name(hub_path(path)) as name:
+            sock.connect(name)
+        pid, _, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        return pid
+    except OSError:
+        return None
+    finally:
+        sock.close()
+
+
+def serve(path: str) -> None:  # pragma: no cover - the server process; never returns
+    """Mount the view at ``path`` and serve it, with the hub beside it, until it is unmounted."""
+    import threading
+
     from mfusepy import FUSE
 
     from sampan.procview.fs import ProcView
+    from sampan.procview.syscalls import Hub
 
-    FUSE(ProcView(), path, raw_fi=True, foreground=True, nothreads=True, allow_other=True, fsname=FSNAME,
-         subtype=FSNAME,
-         default_permissions=True)
+    code = 1
+    try:
+        os.closerange(3, 1 << 16)  # a forking host's sockets and locks are not ours
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        view = ProcView()
+        hub = Hub(hub_path(path), view.loads)
+        idle = _Idle(path, hub)
+        threading.Thread(target=hub.run, args=(idle.check, _IDLE_CHECK_S), daemon=True).start()
+        FUSE(view, path, raw_fi=True, foreground=True, nothreads=True, allow_other=True, fsname=FSNAME,
+             subtype=FSNAME, default_permissions=True)
+        code = 0
+    finally:
+        os._exit(code)
 
 
-def _release_containers(source: str) -> None:
-    """In every mount namespace still bound to the dead mount, unmount those files: the real ones show again."""
+class _Idle:
+    """Unmounts the view (which ends the server) once no container has used it for ``_IDLE_EXIT_S``."""
+
+    def __init__(self, path: str, hub: Any) -> None:
+        self.path, self.hub = path, hub
+        self.unused_since: float | None = None
+
+    def check(self) -> None:
+        if self.hub.in_use() or in_use():
+            self.unused_since = None
+        elif self.unused_since is None:
+            self.unused_since = time.monotonic()
+        elif time.monotonic() - self.unused_since >= _IDLE_EXIT_S:
+            unmount(self.path)
+
+
+def release(pid: str) -> None:
+    """Unmount the view's files in ``pid``'s mount namespace (from a forked child, which enters it): the
+    container's real /proc files show again."""
     from sampan._linux import process as sys_
     from sampan._linux.flags import CLONE_NEWNS
 
-    namespaces: dict[str, tuple[str, list[str]]] = {}
+    points = [point for point, _ in _mounts_of(pid) if point.startswith("/proc/")]
+    if not points:  # read here: inside the container, its /proc does not show us
+        return
+    child = os.fork()
+    if child == 0:  # pragma: no cover - enters the container's mount namespace
+        code = 1
+        try:
+            fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            sys_.setns(fd, CLONE_NEWNS)
+            for point in points:
+                try:
+                    sys_.umount(point, _MNT_DETACH)
+                except OSError:
+                    pass
+            code = 0
+        finally:
+            os._exit(code)
+    os.waitpid(child, 0)
+
+
+def _release_containers() -> None:
+    """Release every mount namespace still bound to a dead view (containers whose monitor did not)."""
+    seen = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             ns = os.readlink(f"/proc/{pid}/ns/mnt")
         except OSError:
             continue
-        if ns in namespaces:
-            continue
-        points = [point for point, _ in _mounts_of(pid) if point.startswith("/proc/")]
-        if points:  # read here: inside the container, its /proc does not show us
-            namespaces[ns] = (pid, points)
-    for pid, points in namespaces.values():
-        child = os.fork()
-        if child == 0:  # pragma: no cover - enters the container's mount namespace
-            code = 1
-            try:
-                fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-                sys_.setns(fd, CLONE_NEWNS)
-                for point in points:
-                    try:
-                        sys_.umount(point, _MNT_DETACH)
-                    except OSError:
-                        pass
-                code = 0
-            finally:
-                os._exit(code)
-        os.waitpid(child, 0)
-    del source
+        if ns not in seen:
+            seen.add(ns)
+            release(pid)
 
 
 def in_use() -> bool:
@@ -169,50 +243,5 @@ def in_use() -> bool:
     return False
 
 
-def _wait_while_used(pid: int, path: str) -> int:
-    """Wait for the server; unmount the view (ending the server) once no container has used it for a while."""
-    unused_since = None
-    next_check = time.monotonic() + _IDLE_CHECK_S
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.5)
-        if time.monotonic() < next_check:
-            continue
-        next_check = time.monotonic() + _IDLE_CHECK_S
-        if in_use():
-            unused_since = None
-        elif unused_since is None:
-            unused_since = time.monotonic()
-        elif time.monotonic() - unused_since >= _IDLE_EXIT_S:
-            unmount(path)
-
-
-def keep(path: str) -> None:  # pragma: no cover - the keeper process
-    """Run the server; after a crash release the containers and serve again; end when unmounted from outside."""
-    null = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    while True:
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                _serve(path)
-                code = 0
-            finally:
-                os._exit(code)
-        status = _wait_while_used(pid, path)
-        if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and \
-                not any(point == path for point, _ in _mounts_of()):
-            return  # unmounted from outside: the view is no longer wanted
-        sources = {source for point, source in _mounts_of() if point == path}
-        unmount(path)
-        for source in sources or {FSNAME}:
-            _release_containers(source)
-        time.sleep(0.1)
-
-
 if __name__ == "__main__":  # pragma: no cover
-    keep(sys.argv[1])
+    serve(sys.argv[1])

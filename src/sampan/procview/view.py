@@ -1,7 +1,7 @@
 """The /proc files as a container should see them, from its cgroup's figures and the host's /proc.
 
-``Figures.of(pid)`` finds the reader's cgroup (/proc/PID/cgroup) and reads what the files need, on cgroup v1
-(separate memory, cpu, cpuacct, cpuset, blkio hierarchies) or v2 (one unified one). The renderers follow LXCFS:
+``cgroup_of(pid)`` finds the reader's cgroup (/proc/PID/cgroup) and ``Figures.read`` what the files need, on
+cgroup v1 (separate memory, cpu, cpuacct, cpuset, blkio hierarchies) or v2 (one unified one). The renderers follow LXCFS:
 MemTotal is the memory limit (the host's when there is none or it is larger), MemFree the limit less the usage,
 MemAvailable that plus the reclaimable page cache; the CPUs are the cpuset's, or ``ceil(quota / period)`` of them
 when that is fewer; uptime counts from the container's oldest process; loadavg is an exponentially decayed count
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -82,6 +83,7 @@ class Figures:
     swap_limit: int = 0
     swap_usage: int = 0
     cpus: list[int] = field(default_factory=list)
+    quota_cpus: int = 0  # ceil(quota / period) with a CPU quota, else 0
     cpu_user_ns: int = 0
     cpu_system_ns: int = 0
     started_jiffies: int = 0
@@ -91,12 +93,60 @@ class Figures:
 
     @classmethod
     def read(cls, version: int, path: str) -> Figures:
-        return _read_v2(path) if version == 2 else _read_v1(path)
+        """One reader for both versions: v1 and v2 differ in file names and in a few meanings (v1 counts swap
+        as memory+swap, CPU time in ticks, I/O in two Read/Write tables), each handled where it arises."""
+        v2 = version == 2
+
+        def file(controller: str, v1_name: str, v2_name: str) -> str:
+            return _read(f"{CGROUP_ROOT}{path}/{v2_name}" if v2 else f"{CGROUP_ROOT}/{controller}{path}/{v1_name}")
+
+        figures = cls()
+        stat = _keyed(file("memory", "memory.stat", "memory.stat"))
+        prefix = "" if v2 else "total_"
+        figures.memory_limit = _int(file("memory", "memory.limit_in_bytes", "memory.max"), _UNLIMITED)
+        figures.memory_usage = _int(file("memory", "memory.usage_in_bytes", "memory.current"))
+        figures.cache = stat.get("file" if v2 else "total_cache", 0)
+        figures.reclaimable = stat.get(f"{prefix}inactive_file", 0) + stat.get(f"{prefix}active_file", 0)
+        swap_limit = _int(file("memory", "memory.memsw.limit_in_bytes", "memory.swap.max"), _UNLIMITED)
+        if swap_limit < _UNLIMITED:
+            swap_usage = _int(file("memory", "memory.memsw.usage_in_bytes", "memory.swap.current"))
+            figures.swap_limit = swap_limit if v2 else max(0, swap_limit - figures.memory_limit)
+            figures.swap_usage = swap_usage if v2 else max(0, swap_usage - figures.memory_usage)
+        if v2:
+            quota_text = [*file("cpu", "", "cpu.max").split(), "", ""]
+            quota, period = _int(quota_text[0], -1), _int(quota_text[1], 100000)
+        else:
+            quota = _int(file("cpu", "cpu.cfs_quota_us", ""), -1)
+            period = _int(file("cpu", "cpu.cfs_period_us", ""), 100000)
+        if quota > 0 and period > 0:
+            figures.quota_cpus = max(1, math.ceil(quota / period))
+        cpuset = parse_cpu_list(file("cpuset", "cpuset.cpus", "cpuset.cpus.effective"))
+        figures.cpus = (cpuset or list(range(os.cpu_count() or 1)))[:figures.quota_cpus or None]
+        cpu = _keyed(file("cpuacct", "cpuacct.stat", "cpu.stat"))
+        if v2:
+            figures.cpu_user_ns = cpu.get("user_usec", 0) * 1000
+            figures.cpu_system_ns = cpu.get("system_usec", 0) * 1000
+        else:
+            figures.cpu_user_ns = cpu.get("user", 0) * 10**9 // _HZ
+            figures.cpu_system_ns = cpu.get("system", 0) * 10**9 // _HZ
+        _tasks(file("memory", "cgroup.procs", "cgroup.procs"), figures)
+        if v2:
+            for line in file("io", "", "io.stat").splitlines():
+                device, *pairs = line.split()
+                figures.io[device] = {k: int(v) for k, _, v in (p.partition("=") for p in pairs) if v.isdigit()}
+            return figures
+        for name, keys in (("blkio.throttle.io_service_bytes_recursive", ("rbytes", "wbytes")),
+                           ("blkio.throttle.io_serviced_recursive", ("rios", "wios"))):
+            for line in file("blkio", name, "").splitlines():
+                parts = line.split()
+                if len(parts) == 3 and parts[1] in ("Read", "Write"):
+                    figures.io.setdefault(parts[0], {})[keys[0] if parts[1] == "Read" else keys[1]] = int(parts[2])
+        return figures
 
 
-def _tasks(procs_file: str, figures: Figures) -> None:
+def _tasks(pids: str, figures: Figures) -> None:
     starts = []
-    for pid in _read(procs_file).split():
+    for pid in pids.split():
         stat = _read(f"/proc/{pid}/stat")
         if not stat:
             continue
@@ -106,68 +156,6 @@ def _tasks(procs_file: str, figures: Figures) -> None:
             figures.runnable += 1
         starts.append(int(fields[19]))
     figures.started_jiffies = min(starts) if starts else 0
-
-
-def _visible_cpus(cpuset: list[int], quota: int, period: int) -> list[int]:
-    cpus = cpuset or list(range(os.cpu_count() or 1))
-    if quota > 0 and period > 0:
-        cpus = cpus[:max(1, math.ceil(quota / period))]
-    return cpus
-
-
-def _read_v1(path: str) -> Figures:
-    figures = Figures()
-    memory = f"{CGROUP_ROOT}/memory{path}"
-    stat = _keyed(_read(f"{memory}/memory.stat"))
-    figures.memory_limit = _int(_read(f"{memory}/memory.limit_in_bytes"), _UNLIMITED)
-    figures.memory_usage = _int(_read(f"{memory}/memory.usage_in_bytes"))
-    figures.cache = stat.get("total_cache", 0)
-    figures.reclaimable = stat.get("total_inactive_file", 0) + stat.get("total_active_file", 0)
-    memsw_limit = _int(_read(f"{memory}/memory.memsw.limit_in_bytes"), _UNLIMITED)
-    if memsw_limit < _UNLIMITED:
-        figures.swap_limit = max(0, memsw_limit - figures.memory_limit)
-        figures.swap_usage = max(0, _int(_read(f"{memory}/memory.memsw.usage_in_bytes")) - figures.memory_usage)
-    quota = _int(_read(f"{CGROUP_ROOT}/cpu{path}/cpu.cfs_quota_us"), -1)
-    period = _int(_read(f"{CGROUP_ROOT}/cpu{path}/cpu.cfs_period_us"), 100000)
-    figures.cpus = _visible_cpus(parse_cpu_list(_read(f"{CGROUP_ROOT}/cpuset{path}/cpuset.cpus")), quota, period)
-    cpuacct = _keyed(_read(f"{CGROUP_ROOT}/cpuacct{path}/cpuacct.stat"))
-    figures.cpu_user_ns = cpuacct.get("user", 0) * 10**9 // _HZ
-    figures.cpu_system_ns = cpuacct.get("system", 0) * 10**9 // _HZ
-    _tasks(f"{memory}/cgroup.procs", figures)
-    for name, keys in (("blkio.throttle.io_service_bytes_recursive", ("rbytes", "wbytes")),
-                       ("blkio.throttle.io_serviced_recursive", ("rios", "wios"))):
-        for line in _read(f"{CGROUP_ROOT}/blkio{path}/{name}").splitlines():
-            parts = line.split()
-            if len(parts) == 3 and parts[1] in ("Read", "Write"):
-                entry = figures.io.setdefault(parts[0], {})
-                entry[keys[0] if parts[1] == "Read" else keys[1]] = int(parts[2])
-    return figures
-
-
-def _read_v2(path: str) -> Figures:
-    figures = Figures()
-    base = f"{CGROUP_ROOT}{path}"
-    stat = _keyed(_read(f"{base}/memory.stat"))
-    figures.memory_limit = _int(_read(f"{base}/memory.max"), _UNLIMITED)
-    figures.memory_usage = _int(_read(f"{base}/memory.current"))
-    figures.cache = stat.get("file", 0)
-    figures.reclaimable = stat.get("inactive_file", 0) + stat.get("active_file", 0)
-    swap_limit = _int(_read(f"{base}/memory.swap.max"), _UNLIMITED)
-    if swap_limit < _UNLIMITED:
-        figures.swap_limit = swap_limit
-        figures.swap_usage = _int(_read(f"{base}/memory.swap.current"))
-    quota_text = _read(f"{base}/cpu.max").split()
-    quota = _int(quota_text[0], -1) if quota_text else -1
-    period = _int(quota_text[1], 100000) if len(quota_text) > 1 else 100000
-    figures.cpus = _visible_cpus(parse_cpu_list(_read(f"{base}/cpuset.cpus.effective")), quota, period)
-    cpu = _keyed(_read(f"{base}/cpu.stat"))
-    figures.cpu_user_ns = cpu.get("user_usec", 0) * 1000
-    figures.cpu_system_ns = cpu.get("system_usec", 0) * 1000
-    _tasks(f"{base}/cgroup.procs", figures)
-    for line in _read(f"{base}/io.stat").splitlines():
-        device, *pairs = line.split()
-        figures.io[device] = {k: int(v) for k, _, v in (p.partition("=") for p in pairs) if v.isdigit()}
-    return figures
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -243,18 +231,27 @@ def uptime(figures: Figures) -> str:
 
 
 class LoadAverage:
-    """Per-cgroup 1/5/15-minute loads, decayed like the kernel's from the runnable count at each read."""
+    """Per-cgroup 1/5/15-minute loads, decayed like the kernel's from the runnable count at each sample. One
+    instance in the server answers both /proc/loadavg and sysinfo(2), so both show the same numbers."""
 
     def __init__(self) -> None:
         self._state: dict[str, tuple[float, list[float]]] = {}
+        self._lock = threading.Lock()
+
+    def sample(self, key: str, runnable: int) -> list[float]:
+        now = time.monotonic()
+        with self._lock:
+            then, loads = self._state.get(key, (now, [float(runnable)] * 3))
+            elapsed = now - then
+            loads = [load * math.exp(-elapsed / window) + runnable * (1 - math.exp(-elapsed / window))
+                     for load, window in zip(loads, (60.0, 300.0, 900.0))]
+            self._state[key] = (now, loads)
+            if len(self._state) > 4096:  # keys of containers long gone
+                self._state.clear()
+        return loads
 
     def render(self, key: str, figures: Figures, last_pid: int) -> str:
-        now = time.monotonic()
-        then, loads = self._state.get(key, (now, [float(figures.runnable)] * 3))
-        elapsed = now - then
-        loads = [load * math.exp(-elapsed / window) + figures.runnable * (1 - math.exp(-elapsed / window))
-                 for load, window in zip(loads, (60.0, 300.0, 900.0))]
-        self._state[key] = (now, loads)
+        loads = self.sample(key, figures.runnable)
         return f"{loads[0]:.2f} {loads[1]:.2f} {loads[2]:.2f} {figures.runnable}/{figures.tasks} {last_pid}\n"
 
 

@@ -514,7 +514,8 @@ class Monitor:
         if handoff.get("syscalls"):
             from sampan.procview.syscalls import Agent
 
-            agent = Agent(os.dup(fds[handoff["syscalls"]["fd"]]), handoff["syscalls"]["cgroup"], handoff["pid"])
+            agent = Agent(os.dup(fds[handoff["syscalls"]["fd"]]), handoff["syscalls"]["cgroup"], handoff["pid"],
+                          str(self.engine.layout.runroot))
             readers.update(agent.fds())
         pump = Pump(pid=handoff["pid"], outputs=outputs, stdin_fd=stdin, tty_master=master, log=log,
                     listener=listener, clients=self.clients, stdin_once=handoff["stdin_once"],
@@ -606,9 +607,10 @@ def _add_proc_view(engine: Engine, record: ContainerRecord, spec: dict[str, Any]
     """Bind the container-aware /proc files over the container's own (unless ``--proc-view=false``)."""
     if not record.host_config.get("ProcView", True):
         return
+    from sampan.engine.containers import monitor_host
     from sampan.procview import server
 
-    path = server.ensure(str(engine.layout.runroot))
+    path = server.ensure(str(engine.layout.runroot), lambda view: monitor_host.fork_procview(engine, view))
     if path is not None:
         taken = {m["destination"] for m in spec["mounts"]}
         spec["mounts"] += [m for m in server.spec_mounts(path) if m["destination"] not in taken]

@@ -77,6 +77,13 @@ def request(engine: Engine, container_id: str, status_w: int, client: socket.soc
     return False
 
 
+def fork_procview(engine: Engine, mountpoint: str) -> bool:
+    """Have the host fork the /proc view's server for ``mountpoint``, so that the server shares the host's warm
+    pages as monitors do (``sampan.procview.server``); False when no host of this code answers."""
+    path, _ = _paths(engine)
+    return _send(path, json.dumps({"procview": mountpoint, "fingerprint": fingerprint()}).encode(), []) == b"ok"
+
+
 def _send(path: str, message: bytes, fds: list[int]) -> bytes | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
     sock.settimeout(_CONNECT_TIMEOUT_S)
@@ -137,7 +144,7 @@ def _warm() -> None:
                  "sampan.runtime.cgroups.devices", "sampan.monitor.pump", "sampan.monitor.logs",
                  "sampan.snapshot.snapshots", "sampan.units", "sampan.engine.networks", "sampan.network.netlink",
                  "sampan.network.firewall", "sampan.network.dns", "sampan.network.ports", "sampan.network.ipam",
-                 "sampan.procview.syscalls",
+                 "sampan.procview.syscalls", "sampan.procview.server", "mfusepy", "threading",
                  "pyroute2"):
         importlib.import_module(name)
     from sampan.engine.specgen import RunOptions, build_spec
@@ -274,6 +281,8 @@ def _handle(conn: socket.socket, code: str) -> bool:  # pragma: no cover - the f
             conn.sendall(b"stale")
             return False
         if os.fork() == 0:
+            if message.get("procview"):
+                _fork_procview(message["procview"])
             _fork_monitor(message, fds)
         conn.sendall(b"ok")
         return True
@@ -282,6 +291,19 @@ def _handle(conn: socket.socket, code: str) -> bool:  # pragma: no cover - the f
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _fork_procview(mountpoint: str) -> None:  # pragma: no cover - forked
+    from sampan.procview.server import serve
+
+    code = 1
+    try:
+        os.setsid()
+        if os.fork() == 0:
+            serve(mountpoint)
+        code = 0
+    finally:
+        os._exit(code)
 
 
 def _fork_monitor(message: dict[str, Any], fds: list[int]) -> None:  # pragma: no cover - forked
