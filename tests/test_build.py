@@ -158,7 +158,7 @@ def test_bad_dockerfiles_leave_nothing(sampan: Sampan, busybox: str, tmp_path: P
         result = sampan("build", str(_ctx(tmp_path / str(i), text)), check=False)
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and "line" in lines[0], result.stderr
+        assert len(lines) == 1 and "Dockerfile:" in lines[0], result.stderr
     assert sampan("images", "-aq").stdout == before
     assert sampan("ps", "-aq").stdout == ""
 

@@ -38,11 +38,25 @@ _NOT_STRINGS = "when using JSON array syntax, arrays must be comprised of string
 
 
 class DockerfileError(InvalidArgument):
-    """A Dockerfile that cannot be parsed or built: one line naming the Dockerfile line."""
+    """A Dockerfile that cannot be parsed or built: one line naming the Dockerfile line (Docker's words). The
+    builder adds the file's name and the instruction (``located``), which the parser does not know."""
 
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, instruction: str = "") -> None:
         super().__init__(f"dockerfile parse error on line {line}: {message}" if line else message)
         self.line = line
+        self.instruction = instruction
+
+
+@dataclass
+class Heredoc:
+    """A here-document (BuildKit's ``<<EOF`` ... ``EOF``): ``name`` is its delimiter, ``data`` its lines with
+    their newlines, ``expand`` False when the delimiter was quoted (no substitution), ``chomp`` for ``<<-``
+    (leading tabs removed, already applied to ``data``)."""
+
+    name: str
+    data: str
+    expand: bool
+    chomp: bool
 
 
 @dataclass
@@ -57,6 +71,8 @@ class Instruction:
     original: str
     flags: dict[str, str] = field(default_factory=dict)
     json: list[str] | None = None
+    heredocs: list[Heredoc] = field(default_factory=list)
+    mounts: list[str] = field(default_factory=list)  # every RUN --mount= value (the flag repeats)
 
 
 @dataclass
@@ -99,14 +115,42 @@ def _directives(lines: list[str]) -> tuple[str, int]:
     return escape, len(lines)
 
 
-def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
-    """(start line, joined text) for each instruction, and the escape character."""
+_HEREDOC_WORD = re.compile(r"^\d*<<(-?)(.+)$")
+HEREDOC_INSTRUCTIONS = frozenset({"RUN", "COPY", "ADD"})
+
+
+def _heredoc_names(joined: str, escape: str) -> list[tuple[str, bool, bool]]:
+    """(delimiter, expand, chomp) for each ``<<WORD`` of a RUN/COPY/ADD line (BuildKit's ``heredocsFromLine``:
+    a quoted delimiter turns substitution off, ``<<-`` strips leading tabs). A JSON (exec form) line has none."""
+    word, _, rest = joined.partition(" ")
+    if word.upper() not in HEREDOC_INSTRUCTIONS or rest.lstrip().startswith("["):
+        return []
+    out = []
+    for item in split_words(rest, escape):
+        match = _HEREDOC_WORD.match(item)
+        if not match or match.group(2).startswith("<"):
+            continue
+        raw = match.group(2)
+        name = expand(raw, {}, escape)  # removes the quotes
+        if not name:
+            continue
+        out.append((name, raw == name, bool(match.group(1))))
+    return out
+
+
+def _logical_lines(text: str) -> tuple[list[tuple[int, str, list[Heredoc]]], str]:
+    """(start line, joined text, here-documents) for each instruction, and the escape character. The lines of a
+    here-document follow its instruction's line and end at the delimiter alone on a line."""
     lines = text.splitlines()
     escape, start = _directives(lines)
-    out: list[tuple[int, str]] = []
+    out: list[tuple[int, str, list[Heredoc]]] = []
     current: list[str] = []
     first = 0
-    for number, raw in enumerate(lines[start:], start + 1):
+    index = start
+    while index < len(lines):
+        raw = lines[index]
+        number = index + 1
+        index += 1
         stripped = raw.strip()
         if not current and (not stripped or stripped.startswith("#")):
             continue
@@ -120,18 +164,35 @@ def _logical_lines(text: str) -> tuple[list[tuple[int, str]], str]:
             current.append(trimmed[:-1])
             continue
         current.append(body)
-        out.append((first, "".join(current).strip()))
+        joined = "".join(current).strip()
         current = []
+        heredocs = []
+        for name, expand_, chomp in _heredoc_names(joined, escape):
+            content: list[str] = []
+            while True:
+                if index >= len(lines):
+                    raise DockerfileError(first, f"unterminated heredoc {name}", joined)
+                line = lines[index]
+                index += 1
+                if chomp:
+                    line = line.lstrip("\t")
+                if line == name:
+                    break
+                content.append(line + "\n")
+            heredocs.append(Heredoc(name, "".join(content), expand_, chomp))
+        out.append((first, joined, heredocs))
     if current:
-        out.append((first, "".join(current).strip()))
+        out.append((first, "".join(current).strip(), []))
     return out, escape
 
 
 # ---------------------------------------------------------------------------------------------- instructions
 
 
-def _split_flags(cmd: str, rest: str, line: int) -> tuple[dict[str, str], str]:
+def _split_flags(cmd: str, rest: str, line: int) -> tuple[dict[str, str], list[str], str]:
+    """The ``--name=value`` flags before the arguments; ``--mount`` may repeat (all its values are kept)."""
     flags: dict[str, str] = {}
+    mounts: list[str] = []
     while rest.startswith("--"):
         word, _, after = rest.partition(" ")
         if word == "--":
@@ -141,8 +202,10 @@ def _split_flags(cmd: str, rest: str, line: int) -> tuple[dict[str, str], str]:
         if name not in allowed:
             raise DockerfileError(line, f"unknown flag: {name}")
         flags[name] = value if eq else "true"
+        if name == "mount":
+            mounts.append(value)
         rest = after.lstrip()
-    return flags, rest
+    return flags, mounts, rest
 
 
 def parse_json_list(rest: str, line: int) -> list[str] | None:
@@ -162,6 +225,26 @@ def parse_json_list(rest: str, line: int) -> list[str] | None:
     return value
 
 
+def _instruction(cmd: str, rest: str, line: int, joined: str, heredocs: list[Heredoc]) -> Instruction:
+    """One instruction with its flags split off and what the parser alone can check checked."""
+    flags, mounts, rest = _split_flags(cmd, rest, line)
+    ins = Instruction(cmd, rest, line, joined, flags, heredocs=heredocs, mounts=mounts)
+    if cmd in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "VOLUME", "COPY", "ADD"):
+        ins.json = parse_json_list(rest, line)
+    if cmd == "SHELL" and ins.json is None:
+        raise DockerfileError(line, "SHELL requires the arguments to be in JSON form")
+    if cmd not in ("CMD", "ENTRYPOINT", "RUN", "HEALTHCHECK") and not rest:
+        raise DockerfileError(line, f"{cmd} requires at least one argument")
+    if cmd == "FROM":
+        parts = rest.split()
+        if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1].lower() != "as"):
+            raise DockerfileError(line, "FROM requires either one or three arguments")
+        if len(parts) == 3 and not re.fullmatch(r"[a-z][a-z0-9\-_.]*", parts[2].lower()):
+            raise DockerfileError(line, f"invalid name for build stage: \"{parts[2]}\", name can't start with a "
+                                  "number or contain symbols")
+    return ins
+
+
 def parse(text: str) -> Dockerfile:
     """Parse a Dockerfile; raises DockerfileError."""
     logical, escape = _logical_lines(text)
@@ -171,42 +254,32 @@ def parse(text: str) -> Dockerfile:
     stages: list[Stage] = []
     notes: list[str] = []
     names: set[str] = set()
-    for line, joined in logical:
+    for line, joined, heredocs in logical:
         word, _, rest = joined.partition(" ") if " " in joined else joined.partition("\t")
         cmd = word.upper()
-        rest = rest.strip()
-        if cmd not in INSTRUCTIONS:
-            raise DockerfileError(line, f"unknown instruction: {word}")
-        flags, rest = _split_flags(cmd, rest, line)
-        ins = Instruction(cmd, rest, line, joined, flags)
-        if cmd in ("RUN", "CMD", "ENTRYPOINT", "SHELL", "VOLUME", "COPY", "ADD"):
-            ins.json = parse_json_list(rest, line)
-        if cmd == "SHELL" and ins.json is None:
-            raise DockerfileError(line, "SHELL requires the arguments to be in JSON form")
-        if cmd not in ("CMD", "ENTRYPOINT", "RUN", "HEALTHCHECK") and not rest:
-            raise DockerfileError(line, f"{cmd} requires at least one argument")
-        if cmd == "FROM":
-            parts = rest.split()
-            if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1].lower() != "as"):
-                raise DockerfileError(line, "FROM requires either one or three arguments")
-            name = parts[2].lower() if len(parts) == 3 else ""
-            if name:
-                if not re.fullmatch(r"[a-z][a-z0-9\-_.]*", name):
-                    raise DockerfileError(line, f"invalid name for build stage: \"{parts[2]}\", name can't "
-                                          "start with a number or contain symbols")
+        try:
+            if cmd not in INSTRUCTIONS:
+                raise DockerfileError(line, f"unknown instruction: {word}")
+            ins = _instruction(cmd, rest.strip(), line, joined, heredocs)
+            if cmd == "FROM":
+                parts = ins.rest.split()
+                name = parts[2].lower() if len(parts) == 3 else ""
                 if name in names:
                     raise DockerfileError(line, f"duplicate name {name}")
                 names.add(name)
-            if "platform" in flags:
-                notes.append(f"line {line}: FROM --platform={flags['platform']} is ignored: sampan builds "
-                             "for the host's platform")
-            stages.append(Stage(parts[0], name, len(stages), line, ins))
-        elif not stages:
-            if cmd != "ARG":
-                raise DockerfileError(line, "no build stage in current context")
-            meta.append(ins)
-        else:
-            stages[-1].instructions.append(ins)
+                if "platform" in ins.flags:
+                    notes.append(f"line {line}: FROM --platform={ins.flags['platform']} is ignored: sampan "
+                                 "builds for the host's platform")
+                stages.append(Stage(parts[0], name, len(stages), line, ins))
+            elif not stages:
+                if cmd != "ARG":
+                    raise DockerfileError(line, "no build stage in current context")
+                meta.append(ins)
+            else:
+                stages[-1].instructions.append(ins)
+        except DockerfileError as e:
+            e.instruction = e.instruction or joined
+            raise
     if not stages:
         raise DockerfileError(0, "no build stage in current context")
     return Dockerfile(meta, stages, escape, notes)
@@ -288,6 +361,25 @@ def expand(word: str, env: dict[str, str], escape: str = "\\", line: int = 0) ->
             continue
         out.append(c)
         i += 1
+    return "".join(out)
+
+
+def expand_text(text: str, env: dict[str, str], escape: str = "\\") -> str:
+    """A here-document's body substituted (BuildKit): variables replaced, the escape character protecting a
+    ``$``, quotes and everything else kept as written."""
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c == escape and text.startswith("$", i + 1):
+            out.append("$")
+            i += 2
+        elif c == "$":
+            value, i = _variable(text, i + 1, env, escape, 0)
+            out.append(value)
+        else:
+            out.append(c)
+            i += 1
     return "".join(out)
 
 

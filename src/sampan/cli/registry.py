@@ -9,6 +9,7 @@ from __future__ import annotations
 Entry = tuple[str, str]  # ("module:attribute", summary)
 
 IMAGE: dict[str, Entry] = {
+    "analyze": ("build:analyze", "Show the bytes each layer wastes (deleted or overwritten later) and the efficiency"),
     "build": ("build:build", "Build an image from a Dockerfile"),
     "bootstrap": ("images:bootstrap", "Build a base image offline (busybox from busybox-static, debian via debootstrap)"),
     "history": ("images:history", "Show the history of an image"),

@@ -33,14 +33,16 @@ import json
 import os
 import posixpath
 import re
+import shutil
 import stat
 import sys
 import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from sampan.build import dockerfile as df
@@ -50,6 +52,10 @@ from sampan.errors import InvalidArgument, NotFound, SampanError
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 _NOP = "/bin/sh -c #(nop)  "
+_PIPES = "/dev/pipes"  # where a RUN here-document with a #! line is mounted and run from (BuildKit's place)
+# Docker's predefined build args: usable in RUN without an ARG, left out of the history and the cache key.
+PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
+                        "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
 
 
 @dataclass
@@ -65,12 +71,19 @@ class BuildOptions:
     quiet: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     pull: bool = False
+    secrets: dict[str, bytes] = field(default_factory=dict)  # id -> content, for RUN --mount=type=secret
+    squash: bool = False
+    # Reproducible builds: image and history times are this, file times in new layers are clamped to it. None:
+    # the SOURCE_DATE_EPOCH build arg, when given (as BuildKit), else the current time.
+    source_date_epoch: int | None = None
 
 
 @dataclass
 class BuildResult:
     image_id: str
     tags: list[str]
+    wasted: int = 0  # bytes of the image's layers that later layers delete or overwrite (0: not analysed)
+    efficiency: float = 1.0
 
 
 class BuildError(SampanError):
@@ -138,9 +151,10 @@ def _cached(engine: Engine, parent: str, created_by: str) -> str | None:
     return None
 
 
-def _commit(engine: Engine, parent: str, config: dict[str, Any], created_by: str,
-            layer: BinaryIO | None) -> str:
-    """A new image: the parent's layers (plus ``layer``), ``config``, the parent's history plus one entry."""
+def _commit(engine: Engine, parent: str, config: dict[str, Any], created_by: str, layer: BinaryIO | None,
+            created: float, *, between: tuple[dict[str, Any], ...] = (), comment: str = "") -> str:
+    """A new image: the parent's layers (plus ``layer``), ``config``, the parent's history plus ``between``
+    (history entries of squashed steps) plus one entry."""
     from sampan.engine import images
     from sampan.engine.containers.files import base_layers, docker_order
     from sampan.engine.image_store import commit_image, put_blob, unpack_layer_blob
@@ -150,10 +164,11 @@ def _commit(engine: Engine, parent: str, config: dict[str, Any], created_by: str
     from sampan.image.manifest import canonical_json
 
     base = images.load_config(engine, parent)
-    created = time.time()
     with storing(engine) as lease:
         layers = base_layers(engine, lease, parent)
         entry: dict[str, Any] = {"created": format_time(created), "created_by": created_by}
+        if comment:
+            entry["comment"] = comment
         if layer is not None:
             blob = put_blob(engine, lease, layer, media_type=mt.OCI_LAYER)
             chain = layers[-1].snapshot.chain_id if layers else None
@@ -162,7 +177,7 @@ def _commit(engine: Engine, parent: str, config: dict[str, Any], created_by: str
             entry["empty_layer"] = True
         raw: dict[str, Any] = {"architecture": base.architecture or host_architecture(),
                                "config": docker_order(config), "created": format_time(created),
-                               "history": [*base.history, entry], "os": base.os or "linux"}
+                               "history": [*base.history, *between, entry], "os": base.os or "linux"}
         for key in ("os.version", "variant"):
             if base.raw.get(key):
                 raw[key] = base.raw[key]
@@ -185,7 +200,8 @@ def _scratch(engine: Engine) -> str:
 
 @contextmanager
 def _container(engine: Engine, image_id: str, *, command: list[str] | None = None, env: list[str] | None = None,
-               network: str = "none", attach: bool = False) -> Iterator[Any]:
+               network: str = "none", attach: bool = False,
+               mounts: list[dict[str, Any]] | None = None) -> Iterator[Any]:
     """A temporary container of the image, removed (with its anonymous volumes) whatever happens."""
     from sampan.engine.containers import remove
     from sampan.engine.containers.create import CreateOptions, create
@@ -196,7 +212,7 @@ def _container(engine: Engine, image_id: str, *, command: list[str] | None = Non
         raise InvalidArgument(f"network mode \"{network}\" not supported by sampan's builder (default, none, host)")
     run = RunOptions(command=command or ["true"], entrypoint=[], env=env or [], network_mode=mode)
     record = create(engine, CreateOptions(image=image_id, run=run, proc_view=False, no_healthcheck=True,
-                                          attach_stdout=attach, attach_stderr=attach))
+                                          attach_stdout=attach, attach_stderr=attach, mounts=mounts or []))
     try:
         yield record
     finally:
@@ -234,6 +250,33 @@ class Builder:
         self.step = 0
         self.total = 0
         self.stage_images: dict[int, str] = {}
+        self.stage_bases: dict[int, str] = {}  # the image each built stage started FROM
+        self.built_layer = False  # a step made a new layer (not all from the cache): worth analysing
+        self.file_name = "Dockerfile" if options.dockerfile_text is not None else \
+            os.path.basename(self._dockerfile_path())
+        epoch = options.source_date_epoch
+        if epoch is None and options.build_args.get("SOURCE_DATE_EPOCH", "").isdigit():
+            epoch = int(options.build_args["SOURCE_DATE_EPOCH"])
+            self.used_args.add("SOURCE_DATE_EPOCH")
+        self.epoch = epoch
+
+    def _now(self) -> float:
+        return float(self.epoch) if self.epoch is not None else time.time()
+
+    def _located(self, error: SampanError, ins: df.Instruction | None) -> SampanError:
+        """The error as one line naming ``file:line`` and the instruction (the step, once building)."""
+        if getattr(error, "located", False):
+            return error
+        line = error.line if isinstance(error, df.DockerfileError) and error.line else ins.line if ins else 0
+        text = str(error)
+        if isinstance(error, df.DockerfileError) and error.line:
+            text = text.removeprefix(f"dockerfile parse error on line {error.line}: ")
+        what = ins.original if ins is not None else getattr(error, "instruction", "")
+        what = what if len(what) <= 80 else what[:77] + "..."
+        where = f"step {self.step}/{self.total}: {what}" if ins is not None and self.step else what
+        error.args = (f"{self.file_name}:{line}: {text}" + (f" ({where})" if where else ""),)
+        error.located = True  # type: ignore[attr-defined]
+        return error
 
     def _dockerfile_path(self) -> str:
         path = self.options.dockerfile or "Dockerfile"
@@ -295,7 +338,10 @@ class Builder:
     # -- running
 
     def run(self) -> BuildResult:
-        parsed = df.parse(self._read_dockerfile())
+        try:
+            parsed = df.parse(self._read_dockerfile())
+        except df.DockerfileError as e:
+            raise self._located(e, None) from None
         for note in parsed.notes:
             self.say.line(f"[Warning] {note}")
         meta: dict[str, str] = {}
@@ -313,18 +359,63 @@ class Builder:
         for stage in stages:
             image_id = self._stage(parsed, stage, meta, stages[-1] is stage)
             self.stage_images[stage.index] = image_id
-        unused = sorted(set(self.options.build_args) - self.used_args)
+        if self.options.squash:
+            image_id = self._squash(self.stage_bases[stages[-1].index], image_id)
+        unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
         if unused:
             self.say.line(f"[Warning] One or more build-args [{' '.join(unused)}] were not consumed")
+        result = BuildResult(image_id, [])
+        if self.built_layer:
+            analysis = analyze(self.engine, image_id)
+            result.wasted, result.efficiency = analysis.wasted, analysis.efficiency
+            if analysis.wasted > 0.1 * analysis.added:
+                from sampan.units import human_size
+
+                self.say.line(f"[Warning] {human_size(analysis.wasted)} of this image's "
+                              f"{human_size(analysis.added)} are deleted or overwritten by later layers "
+                              f"(efficiency {analysis.efficiency:.0%}): see 'sampan image analyze'")
         self.say.line(f"Successfully built {_short(image_id)}")
         from sampan.engine import images
 
-        names = []
         for ref in tags:
             images.tag(self.engine, image_id, ref.familiar() if ref.tag else ref.name)
-            names.append(ref.with_default_tag().familiar())
-            self.say.line(f"Successfully tagged {names[-1]}")
-        return BuildResult(image_id, names)
+            result.tags.append(ref.with_default_tag().familiar())
+            self.say.line(f"Successfully tagged {result.tags[-1]}")
+        return result
+
+    def _squash(self, base_id: str, image_id: str) -> str:
+        """``--squash``: the final stage's new layers merged into one on top of its FROM image, the config
+        kept, the squashed steps' history marked empty plus a ``merge`` entry (dockerd's squash)."""
+        from sampan.build.layers import squash
+        from sampan.engine import images
+        from sampan.image.compression import open_decompressed
+        from sampan.store import images as records
+
+        base = images.load_config(self.engine, base_id)
+        final = images.load_config(self.engine, image_id)
+        rows = records.layers_of(self.engine.db.conn, image_id)[len(records.layers_of(self.engine.db.conn,
+                                                                                      base_id)):]
+        with ExitStack() as stack:
+            streams = []
+            for row in rows:
+                raw = stack.enter_context(open(self.engine.content.path(row["blob_digest"]), "rb"))
+                stream = open_decompressed(raw)
+                if stream is not raw:  # squash reads members back by offset: give it a plain file
+                    plain = stack.enter_context(tempfile.TemporaryFile(dir=self.engine.layout.tmp))
+                    shutil.copyfileobj(stream, plain)
+                    plain.seek(0)
+                    stream = plain
+                streams.append(stream)
+            merged = stack.enter_context(tempfile.TemporaryFile(dir=self.engine.layout.tmp))
+            writer = _tar_writer(merged)
+            squash(streams, writer.add)
+            writer.close()
+            merged.seek(0)
+            steps = tuple({**entry, "empty_layer": True} for entry in final.history[len(base.history):])
+            squashed = _commit(self.engine, base_id, final.container, "", merged if rows else None, self._now(),
+                               between=steps, comment=f"merge {image_id} to {base_id}")
+        self.say.line(f" ---> squashed into {_short(squashed)}")
+        return squashed
 
     def _step(self, ins: df.Instruction) -> None:
         self.step += 1
@@ -364,20 +455,53 @@ class Builder:
         from sampan.engine import images
 
         self._step(stage.from_)
-        image_id = self._from(parsed, stage, meta)
+        try:
+            image_id = self._from(parsed, stage, meta)
+        except SampanError as e:
+            raise self._located(e, stage.from_) from None
+        self.stage_bases[stage.index] = image_id
         self.say.line(f" ---> {_short(image_id)}")
         config = json.loads(json.dumps(images.load_config(self.engine, image_id).container))
         state = _Stage(image_id, config, {})
-        steps = list(stage.instructions)
-        for ins in steps:
+        triggers = self._triggers(state, stage.from_)
+        for ins in triggers:
+            self._instruction_at(parsed, state, ins, meta)
+        for ins in stage.instructions:
             self._step(ins)
-            self._instruction(parsed, state, ins, meta)
+            self._instruction_at(parsed, state, ins, meta)
         if last and self.options.labels:
             text = "LABEL " + " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.options.labels.items()))
             ins = df.Instruction("LABEL", text[6:], 0, text)
             self._step(ins)
-            self._instruction(parsed, state, ins, meta)
+            self._instruction_at(parsed, state, ins, meta)
         return state.image_id
+
+    def _instruction_at(self, parsed: df.Dockerfile, state: _Stage, ins: df.Instruction,
+                        meta: dict[str, str]) -> None:
+        try:
+            self._instruction(parsed, state, ins, meta)
+        except SampanError as e:
+            raise self._located(e, ins) from None
+
+    def _triggers(self, state: _Stage, from_: df.Instruction) -> list[df.Instruction]:
+        """The base image's ONBUILD triggers, parsed as instructions of this stage (at the FROM line), to run
+        right after FROM; the new image does not inherit them (Docker's classic builder)."""
+        texts = state.config.get("OnBuild") or []
+        if not texts:
+            return []
+        state.config["OnBuild"] = None
+        self.say.line(f"# Executing {len(texts)} build trigger{'s' if len(texts) > 1 else ''}")
+        out = []
+        for text in texts:
+            try:
+                parsed = df.parse("FROM scratch\n" + text)
+            except df.DockerfileError as e:
+                raise self._located(df.DockerfileError(from_.line, f"invalid ONBUILD trigger {text!r}: "
+                                                       f"{str(e).split(': ', 1)[-1]}"), from_) from None
+            for ins in parsed.stages[0].instructions:
+                ins.line = from_.line
+                out.append(ins)
+        return out
 
     def _env(self, state: _Stage) -> dict[str, str]:
         env = dict(state.args)
@@ -396,7 +520,7 @@ class Builder:
             self.say.line(" ---> Using cache")
             state.image_id = hit
         else:
-            state.image_id = _commit(self.engine, state.image_id, config, created_by, None)
+            state.image_id = _commit(self.engine, state.image_id, config, created_by, None, self._now())
         state.config = config
         self.say.line(f" ---> {_short(state.image_id)}")
 
@@ -407,7 +531,7 @@ class Builder:
         config = json.loads(json.dumps(state.config))
         cmd = ins.cmd
         if cmd == "RUN":
-            self._run(state, ins)
+            self._run(parsed, state, ins, env)
             return
         if cmd in ("COPY", "ADD"):
             self._copy(parsed, state, ins, env)
@@ -532,15 +656,53 @@ class Builder:
     def _finish(self, state: _Stage, record: Any, config: dict[str, Any], created_by: str) -> None:
         layer, entries = _layer_of(self.engine, record)
         with layer:
-            state.image_id = _commit(self.engine, state.image_id, config, created_by, layer if entries else None)
+            if entries and self.epoch is not None:
+                with _retimed(self.engine, layer, self.epoch) as clamped:
+                    state.image_id = _commit(self.engine, state.image_id, config, created_by, clamped,
+                                             self._now())
+            else:
+                state.image_id = _commit(self.engine, state.image_id, config, created_by,
+                                         layer if entries else None, self._now())
+        self.built_layer = self.built_layer or bool(entries)
         state.config = config
 
-    def _run(self, state: _Stage, ins: df.Instruction) -> None:
-        command = ins.json if ins.json is not None else self._shell(state) + [ins.rest]
+    def _run_command(self, state: _Stage, ins: df.Instruction) -> tuple[list[str], df.Heredoc | None]:
+        """The RUN's argv, and the here-document to mount as an executable script (BuildKit's rules: a lone
+        ``<<EOF`` whose body starts with ``#!`` runs as a script; a lone one without runs as the shell's
+        command; anything else goes to the shell with its here-documents appended, for the shell to read)."""
+        if ins.json is not None:
+            return ins.json, None
+        text = ins.rest
+        if ins.heredocs:
+            first = ins.heredocs[0]
+            if len(ins.heredocs) == 1 and df.split_words(text) and len(df.split_words(text)) == 1:
+                if first.data.startswith("#!"):
+                    return [f"{_PIPES}/{first.name}"], first
+                text = first.data
+            else:
+                text = text + "".join(f"\n{doc.data}{doc.name}" for doc in ins.heredocs)
+        return self._shell(state) + [text], None
+
+    def _run(self, parsed: df.Dockerfile, state: _Stage, ins: df.Instruction, env: dict[str, str]) -> None:
+        from sampan.build import mounts as run_mounts
+
+        command, script = self._run_command(state, ins)
+        if ins.flags.get("security", "sandbox") != "sandbox":
+            raise BuildError(f"RUN --security={ins.flags['security']} needs an entitlement sampan never grants")
+        try:
+            specs = [run_mounts.parse_mount(df.expand(spec, env, parsed.escape, ins.line)) for spec in ins.mounts]
+        except InvalidArgument as e:
+            raise df.DockerfileError(ins.line, f"--mount: {e}") from None
         env_keys = {item.partition("=")[0] for item in state.config.get("Env") or []}
         args = sorted((k, v) for k, v in state.args.items() if k not in env_keys)
+        proxies = [f"{k}={v}" for k, v in sorted(self.options.build_args.items())
+                   if k in PROXY_ARGS and k not in state.args]
         prefix = f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in args) + " " if args else ""
-        created_by = prefix + " ".join(command)
+        sources = [self._mount_from(parsed, spec) for spec in specs]
+        keys = "".join(f"--mount={self._mount_key(spec, image)} " for spec, image in zip(specs, sources))
+        created_by = prefix + keys + " ".join(command)
+        if script is not None:
+            created_by += f" {hashlib.sha256(script.data.encode()).hexdigest()}"
         if not self.options.no_cache:
             hit = _cached(self.engine, state.image_id, created_by)
             if hit:
@@ -549,15 +711,141 @@ class Builder:
                 state.image_id = hit
                 return
         network = ins.flags.get("network") or self.options.network
-        with _container(self.engine, state.image_id, command=command, env=[f"{k}={v}" for k, v in args],
-                        network=network, attach=True) as record:
+        with ExitStack() as stack:
+            docker_mounts = [m for spec, image in zip(specs, sources)
+                             if (m := stack.enter_context(self._mount(spec, image))) is not None]
+            if script is not None:
+                docker_mounts.append(stack.enter_context(self._script(script)))
+            record = stack.enter_context(_container(
+                self.engine, state.image_id, command=command, network=network, attach=True, mounts=docker_mounts,
+                env=[f"{k}={v}" for k, v in args] + proxies))
             self.say.line(f" ---> Running in {record.id[:12]}")
             code = self._attached(record)
             if code != 0:
                 raise BuildError(f"The command '{' '.join(command)}' returned a non-zero code: {code}")
+            _remove_stubs(self.engine, state.image_id, record, [m["Target"] for m in docker_mounts])
             self._finish(state, record, state.config, created_by)
         self.say.line(f" ---> Removed intermediate container {record.id[:12]}")
         self.say.line(f" ---> {_short(state.image_id)}")
+
+    def _mount_from(self, parsed: df.Dockerfile, spec: Any) -> str:
+        """The image a bind or cache mount's ``from`` names ("" for the build context or none)."""
+        return self._from_image(parsed, spec.from_) if spec.from_ and spec.type in ("bind", "cache") else ""
+
+    def _mount_key(self, spec: Any, image: str) -> str:
+        """What of a mount the step's cache key holds: a bind's content (the context's files by content, a
+        stage's or image's ID), a cache's or secret's id (never their contents, as BuildKit)."""
+        if spec.type == "bind":
+            if image:
+                origin = image
+            else:
+                h = hashlib.sha256()
+                for source in self.context.sources(spec.source or ".", "RUN --mount"):
+                    h.update(f"{source.rel}\0".encode("utf-8", "surrogateescape"))
+                    items = self.context.walk(source) if stat.S_ISDIR(source.st.st_mode) else \
+                        [(posixpath.basename(source.rel), source.path, source.st)]
+                    for rel, path, st in items:
+                        entry_digest(h, rel, st, path)
+                origin = "context:sha256:" + h.hexdigest()
+            return f"type=bind,from={origin},source={spec.source or '/'},target={spec.target}" + \
+                (",rw" if not spec.readonly else "")
+        if spec.type == "cache":
+            return f"type=cache,id={spec.id},target={spec.target}" + (f",from={image}" if image else "")
+        return f"type={spec.type},target={spec.target}" + (f",id={spec.id}" if spec.type == "secret" else "")
+
+    @contextmanager
+    def _mount(self, spec: Any, image: str) -> Iterator[dict[str, Any] | None]:
+        """The Docker mount (``--mount`` object) that gives the step what ``spec`` asks for, and whatever it
+        needs (a mounted stage, a copy, a lock) for as long as the step runs."""
+        if spec.type == "tmpfs":
+            from sampan.units import parse_size
+
+            size = parse_size(spec.size) if spec.size else 0
+            yield {"Type": "tmpfs", "Target": spec.target, "TmpfsOptions": {"SizeBytes": size} if size else {}}
+        elif spec.type == "secret":
+            data = self.options.secrets.get(spec.id)
+            if data is None:
+                if spec.required:
+                    raise BuildError(f"secret {spec.id}: not provided (build --secret id={spec.id},src=FILE)")
+                yield None
+                return
+            with tempfile.TemporaryDirectory(dir=self.engine.layout.tmp) as tmp:
+                path = os.path.join(tmp, "secret")
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.chown(path, spec.uid, spec.gid)
+                os.chmod(path, spec.mode)
+                yield {"Type": "bind", "Source": path, "Target": spec.target, "ReadOnly": True}
+        elif spec.type == "cache":
+            with self._cache_dir(spec, image) as path:
+                yield {"Type": "bind", "Source": path, "Target": spec.target, "ReadOnly": spec.readonly}
+        else:
+            with self._bind_root(image, spec.readonly) as root:
+                yield {"Type": "bind", "Source": _inside_root(root, spec.source), "Target": spec.target,
+                       "ReadOnly": spec.readonly}
+
+    @contextmanager
+    def _bind_root(self, image: str, readonly: bool) -> Iterator[str]:
+        """The tree a bind mount takes its source from: an image's root (a temporary container, so writes of an
+        ``rw`` mount are thrown away), the context itself (read-only, nothing excluded), or a copy of the
+        context without what ``.dockerignore`` excludes (or for ``rw``)."""
+        if image:
+            with _container(self.engine, image) as other, _mounted(self.engine, other) as root:
+                yield root
+        elif readonly and not self.context.ignore.rules:
+            yield self.context.root
+        else:
+            with tempfile.TemporaryDirectory(dir=self.engine.layout.tmp) as tmp:
+                whole = self.context.sources(".", "RUN --mount")[0]
+                for rel, path, st in self.context.walk(whole):
+                    _copy_entry(path, os.path.join(tmp, rel), st)
+                yield tmp
+
+    @contextmanager
+    def _cache_dir(self, spec: Any, image: str) -> Iterator[str]:
+        """A cache mount's directory under the storage root, kept across builds and keyed by its id (BuildKit
+        keys by id; the target is the default id). ``sharing=locked`` waits for other builds using it,
+        ``private`` takes a fresh throwaway directory when it is in use, ``shared`` just shares it."""
+        import fcntl
+
+        key = hashlib.sha256(spec.id.encode()).hexdigest()[:32]
+        top = self.engine.layout.root / "buildcache"
+        top.mkdir(mode=0o700, exist_ok=True)
+        path = top / key
+        with open(top / f"{key}.lock", "a") as lock:
+            if spec.sharing == "locked":
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            elif spec.sharing == "private":
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    with tempfile.TemporaryDirectory(dir=self.engine.layout.tmp) as tmp:
+                        yield tmp
+                    return
+            else:
+                fcntl.flock(lock, fcntl.LOCK_SH)
+            if not path.is_dir():
+                fresh = Path(tempfile.mkdtemp(dir=top))
+                if image:
+                    with _container(self.engine, image) as other, _mounted(self.engine, other) as root:
+                        shutil.copytree(_inside_root(root, spec.source), fresh, symlinks=True, dirs_exist_ok=True)
+                os.chown(fresh, spec.uid, spec.gid)
+                os.chmod(fresh, spec.mode if spec.mode is not None else 0o755)
+                try:
+                    os.rename(fresh, path)
+                except OSError:  # another build made it first
+                    shutil.rmtree(fresh, ignore_errors=True)
+            yield str(path)
+
+    @contextmanager
+    def _script(self, doc: df.Heredoc) -> Iterator[dict[str, Any]]:
+        with tempfile.TemporaryDirectory(dir=self.engine.layout.tmp) as tmp:
+            path = os.path.join(tmp, "script")
+            with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+                f.write(doc.data)
+            os.chmod(path, 0o755)
+            yield {"Type": "bind", "Source": path, "Target": f"{_PIPES}/{doc.name}", "ReadOnly": True}
 
     def _attached(self, record: Any) -> int:
         from sampan.engine.containers import lifecycle
@@ -617,58 +905,73 @@ class Builder:
         dest_dir = dest.endswith(("/", "/.")) or dest in (".", "..")
         dest = posixpath.normpath(posixpath.join(workdir, dest))
         chown = df.expand(ins.flags.get("chown", ""), env, escape, ins.line)
+        chmod = _chmod(df.expand(ins.flags.get("chmod", ""), env, escape, ins.line), ins.line)
+        checksum = df.expand(ins.flags.get("checksum", ""), env, escape, ins.line)
         from_image = ""
         if "from" in ins.flags:
             if ins.cmd != "COPY":
                 raise df.DockerfileError(ins.line, "ADD does not support --from")
             from_image = self._from_image(parsed, df.expand(ins.flags["from"], env, escape, ins.line))
         plan = _Plan(ins.cmd, srcs, dest, dest_dir, chown)
-        if from_image:
-            h = hashlib.sha256(f"{from_image}\0{json.dumps(srcs)}".encode())
-            kind = "multi" if len(srcs) > 1 else "from"
-        else:
-            for src in srcs:
-                if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", src):
-                    raise BuildError(f"{ins.cmd} failed: remote URLs are not supported by sampan's builder: {src}")
-                plan.sources.extend(self.context.sources(src, ins.cmd))
-            if len(plan.sources) > 1 and not dest_dir:
-                raise BuildError(f"When using {ins.cmd} with more than one source file, the destination must be "
-                                 "a directory and end with a /")
-            h = hashlib.sha256()
-            for source in plan.sources:
-                h.update(f"{source.rel}\0".encode("utf-8", "surrogateescape"))
-                if stat.S_ISDIR(source.st.st_mode):
-                    for rel, path, st in self.context.walk(source):
-                        entry_digest(h, rel, st, path)
-                else:
-                    entry_digest(h, posixpath.basename(source.rel), source.st, source.path)
-            kind = "multi" if len(plan.sources) > 1 else "dir" if plan.sources and \
-                stat.S_ISDIR(plan.sources[0].st.st_mode) else "file"
-        if chown:
-            h.update(f"\0chown={chown}".encode())
-        created_by = f"{_NOP.rstrip()} {ins.cmd} {kind}:{h.hexdigest()} in {dest}{'/' if dest_dir else ''} "
-        if not self.options.no_cache:
-            hit = _cached(self.engine, state.image_id, created_by)
-            if hit:
-                self.say.line(" ---> Using cache")
-                self.say.line(f" ---> {_short(hit)}")
-                state.image_id = hit
-                return
-        with _container(self.engine, state.image_id) as record:
-            with _mounted(self.engine, record) as root:
-                owner = (0, 0)
-                if chown:
-                    owner = _chown(root, chown)
-                with tempfile.TemporaryFile(dir=self.engine.layout.tmp) as tar:
-                    writer = _tar_writer(tar)
-                    if from_image:
-                        self._from_entries(writer, root, plan, from_image, owner if chown else None)
+        with ExitStack() as stack:
+            if from_image:
+                h = hashlib.sha256(f"{from_image}\0{json.dumps(srcs)}".encode())
+                kind = "multi" if len(srcs) > 1 else "from"
+            else:
+                docs = iter(ins.heredocs)
+                for src in srcs:
+                    if ins.heredocs and src.startswith("<<"):
+                        doc = next(docs)
+                        plan.sources.append(stack.enter_context(_heredoc_file(self.engine, doc, env, escape)))
+                        plan.literal.add(plan.sources[-1].path)
+                    elif _URL.match(src):
+                        if ins.cmd != "ADD":
+                            raise BuildError(f"COPY failed: source can't be a URL for COPY: {src}")
+                        plan.sources.append(stack.enter_context(_download(self.engine, src, checksum)))
+                        plan.literal.add(plan.sources[-1].path)
                     else:
-                        _context_entries(self.context, writer, root, plan, owner)
-                    writer.close()
-                    tar.seek(0)
-                    _unpack(tar, root)
-            self._finish(state, record, state.config, created_by)
+                        if checksum:
+                            raise BuildError(f"checksum can't be specified for non-HTTP(S) sources: {src}")
+                        plan.sources.extend(self.context.sources(src, ins.cmd))
+                if len(plan.sources) > 1 and not dest_dir:
+                    raise BuildError(f"When using {ins.cmd} with more than one source file, the destination must "
+                                     "be a directory and end with a /")
+                h = hashlib.sha256()
+                for source in plan.sources:
+                    h.update(f"{source.rel}\0".encode("utf-8", "surrogateescape"))
+                    if stat.S_ISDIR(source.st.st_mode):
+                        for rel, path, st in self.context.walk(source):
+                            entry_digest(h, rel, st, path)
+                    else:
+                        entry_digest(h, posixpath.basename(source.rel), source.st, source.path)
+                kind = "multi" if len(plan.sources) > 1 else "dir" if plan.sources and \
+                    stat.S_ISDIR(plan.sources[0].st.st_mode) else "file"
+            if chown:
+                h.update(f"\0chown={chown}".encode())
+            if chmod is not None:
+                h.update(f"\0chmod={chmod:o}".encode())
+            created_by = f"{_NOP.rstrip()} {ins.cmd} {kind}:{h.hexdigest()} in {dest}{'/' if dest_dir else ''} "
+            if not self.options.no_cache:
+                hit = _cached(self.engine, state.image_id, created_by)
+                if hit:
+                    self.say.line(" ---> Using cache")
+                    self.say.line(f" ---> {_short(hit)}")
+                    state.image_id = hit
+                    return
+            with _container(self.engine, state.image_id) as record:
+                with _mounted(self.engine, record) as root:
+                    owner = _chown(root, chown) if chown else (0, 0)
+                    with tempfile.TemporaryFile(dir=self.engine.layout.tmp) as tar:
+                        writer = _tar_writer(tar)
+                        content = _Chmod(writer, chmod)
+                        if from_image:
+                            self._from_entries(writer, content, root, plan, from_image, owner if chown else None)
+                        else:
+                            _context_entries(self.context, writer, content, root, plan, owner)
+                        writer.close()
+                        tar.seek(0)
+                        _unpack(tar, root)
+                self._finish(state, record, state.config, created_by)
         self.say.line(f" ---> {_short(state.image_id)}")
 
     def _from_image(self, parsed: df.Dockerfile, name: str) -> str:
@@ -688,7 +991,7 @@ class Builder:
 
             return ensure_image(self.engine, name)
 
-    def _from_entries(self, writer: Any, root: str, plan: _Plan, image_id: str,
+    def _from_entries(self, writer: Any, content: Any, root: str, plan: _Plan, image_id: str,
                       owner: tuple[int, int] | None) -> None:
         from sampan._linux import syscalls
         from sampan.engine.containers import copy
@@ -714,7 +1017,7 @@ class Builder:
                         target = _target(root, plan, posixpath.basename(clean) or "", is_dir)
                         _parents(writer, root, target if is_dir else posixpath.dirname(target), owner or (0, 0),
                                  include_self=is_dir)
-                        copy._walk(writer, fd, target.lstrip("/"), include_root=not is_dir, owner=owner)
+                        copy._walk(content, fd, target.lstrip("/"), include_root=not is_dir, owner=owner)
                 finally:
                     for _, fd in opened:
                         os.close(fd)
@@ -730,6 +1033,7 @@ class _Plan:
     dest_dir: bool
     chown: str
     sources: list[Any] = field(default_factory=list)
+    literal: set[str] = field(default_factory=set)  # host paths copied as they are (never extracted by ADD)
 
 
 def _tar_writer(fileobj: BinaryIO) -> Any:
@@ -804,16 +1108,19 @@ def _is_archive(path: str) -> bool:
         return False
 
 
-def _context_entries(context: Context, writer: Any, root: str, plan: _Plan, owner: tuple[int, int]) -> None:
+def _context_entries(context: Context, writer: Any, content: Any, root: str, plan: _Plan,
+                     owner: tuple[int, int]) -> None:
+    """Tar entries for COPY/ADD sources of the context (or here-documents, or downloads): parent
+    directories through ``writer``, the copied files through ``content`` (which applies ``--chmod``)."""
     from sampan.engine.containers import copy
 
     links: dict[tuple[int, int], str] = {}
     for source in plan.sources:
         is_dir = stat.S_ISDIR(source.st.st_mode)
-        if plan.cmd == "ADD" and not is_dir and _is_archive(source.path):
+        if plan.cmd == "ADD" and not is_dir and source.path not in plan.literal and _is_archive(source.path):
             _parents(writer, root, plan.dest, owner, include_self=True)
             with open(source.path, "rb") as stream:
-                copy._retar(stream, writer, plan.dest.lstrip("/"), owner if plan.chown else None)
+                copy._retar(stream, content, plan.dest.lstrip("/"), owner if plan.chown else None)
             continue
         target = _target(root, plan, posixpath.basename(source.rel), is_dir)
         _parents(writer, root, target if is_dir else posixpath.dirname(target), owner, include_self=True)
@@ -824,9 +1131,182 @@ def _context_entries(context: Context, writer: Any, root: str, plan: _Plan, owne
         for name, path, st in items:
             fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
             try:
-                copy._emit(writer, fd, os.fstat(fd), name.lstrip("/"), owner, links)
+                copy._emit(content, fd, os.fstat(fd), name.lstrip("/"), owner, links)
             finally:
                 os.close(fd)
+
+
+_URL = re.compile(r"^https?://", re.IGNORECASE)
+
+
+def _chmod(text: str, line: int) -> int | None:
+    """``--chmod``'s octal mode (BuildKit takes octal; the classic builder has no --chmod)."""
+    if not text:
+        return None
+    if not re.fullmatch(r"[0-7]{1,4}", text):
+        raise df.DockerfileError(line, f"invalid chmod parameter: {text!r} (an octal mode such as 0755)")
+    return int(text, 8)
+
+
+class _Chmod:
+    """A tar writer that gives the entries it passes on ``--chmod``'s mode (symlinks and hard links keep
+    theirs: a link has no mode of its own)."""
+
+    def __init__(self, writer: Any, mode: int | None) -> None:
+        self.writer, self.mode = writer, mode
+
+    def add(self, info: tarfile.TarInfo, data: Any) -> None:
+        if self.mode is not None and info.type not in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+            info.mode = self.mode
+        self.writer.add(info, data)
+
+
+def _source_of(rel: str, path: str) -> Any:
+    from sampan.build.context import Source
+
+    return Source(rel, path, os.stat(path))
+
+
+@contextmanager
+def _heredoc_file(engine: Engine, doc: df.Heredoc, env: dict[str, str], escape: str) -> Iterator[Any]:
+    """A COPY/ADD here-document as a file named like its delimiter, mode 0644, substituted unless the
+    delimiter was quoted (BuildKit)."""
+    with tempfile.TemporaryDirectory(dir=engine.layout.tmp) as tmp:
+        path = os.path.join(tmp, doc.name)
+        data = df.expand_text(doc.data, env, escape) if doc.expand else doc.data
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(data)
+        os.chmod(path, 0o644)
+        yield _source_of(doc.name, path)
+
+
+@contextmanager
+def _download(engine: Engine, url: str, checksum: str) -> Iterator[Any]:
+    """``ADD URL``: the file, as Docker stores it (mode 0600, the Last-Modified time, named after the URL's
+    last path segment), verified against ``--checksum`` (``sha256:HEX``) when given."""
+    import urllib.parse
+    from email.utils import parsedate_to_datetime
+
+    import urllib3
+
+    if checksum and not re.fullmatch(r"sha256:[0-9a-f]{64}", checksum):
+        raise BuildError(f"invalid checksum {checksum!r}: expected sha256:<64 hex digits>")
+    name = posixpath.basename(urllib.parse.urlsplit(url).path.rstrip("/")) or "__unnamed__"
+    with tempfile.TemporaryDirectory(dir=engine.layout.tmp) as tmp:
+        path = os.path.join(tmp, name)
+        h = hashlib.sha256()
+        try:
+            response = urllib3.PoolManager(retries=urllib3.Retry(2, redirect=5)).request(
+                "GET", url, preload_content=False, timeout=urllib3.Timeout(connect=10, read=60))
+        except urllib3.exceptions.HTTPError as e:
+            raise BuildError(f"ADD failed: cannot download {url}: {e}") from None
+        with response:
+            if response.status != 200:
+                raise BuildError(f"ADD failed: cannot download {url}: HTTP {response.status}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                for chunk in response.stream(1 << 20):
+                    h.update(chunk)
+                    f.write(chunk)
+            modified = response.headers.get("Last-Modified")
+        if checksum and checksum != "sha256:" + h.hexdigest():
+            raise BuildError(f"ADD failed: digest mismatch for {url}: expected {checksum}, got "
+                             f"sha256:{h.hexdigest()}")
+        if modified:
+            try:
+                stamp = parsedate_to_datetime(modified).timestamp()
+                os.utime(path, (stamp, stamp))
+            except (TypeError, ValueError):
+                pass
+        yield _source_of(name, path)
+
+
+@contextmanager
+def _retimed(engine: Engine, layer: BinaryIO, epoch: int) -> Iterator[BinaryIO]:
+    """The layer with every time clamped to ``epoch`` (SOURCE_DATE_EPOCH; BuildKit's rewrite-timestamp), so
+    the same context gives the same layer digest."""
+    with tempfile.TemporaryFile(dir=engine.layout.tmp) as out:
+        writer = _tar_writer(out)
+        with tarfile.open(fileobj=layer, mode="r|", encoding="utf-8", errors="surrogateescape") as archive:
+            for member in archive:
+                member.mtime = min(int(member.mtime), epoch)
+                for key in ("mtime", "atime", "ctime"):
+                    member.pax_headers.pop(key, None)
+                writer.add(member, archive.extractfile(member) if member.isreg() else None)
+        writer.close()
+        out.seek(0)
+        yield out
+
+
+def _inside_root(root: str, path: str) -> str:
+    """The host path of ``path`` resolved inside ``root`` (symlinks cannot climb out of it)."""
+    from sampan._linux import syscalls
+
+    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = syscalls.openat2(rootfd, posixpath.normpath("/" + path).lstrip("/") or ".", os.O_PATH | os.O_CLOEXEC,
+                              syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+    except FileNotFoundError:
+        raise NotFound(f"mount source {path!r} not found") from None
+    finally:
+        os.close(rootfd)
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
+def _copy_entry(src: str, dst: str, st: os.stat_result) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        os.mkdir(dst, stat.S_IMODE(st.st_mode))
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISREG(st.st_mode):
+        shutil.copy2(src, dst, follow_symlinks=False)
+
+
+def _remove_stubs(engine: Engine, image_id: str, record: Any, targets: list[str]) -> None:
+    """Take out of the step's upper directory the mount points the runtime had to create (empty directories
+    or files that the image does not have), as BuildKit's stub cleaner does: a mount leaves no trace."""
+    from sampan.engine.containers import model, rootfs
+
+    lowers = rootfs.lower_dirs(engine, image_id)
+    upper = str(model.places(engine, record.id).diff)
+    for target in sorted(targets, key=lambda t: -t.count("/")):
+        path = posixpath.normpath(target)
+        while path != "/" and not any(os.path.lexists(lower + path) for lower in lowers):
+            host = upper + path
+            try:
+                st = os.lstat(host)
+            except FileNotFoundError:
+                break
+            if stat.S_ISDIR(st.st_mode) and not os.listdir(host):
+                os.rmdir(host)
+            elif stat.S_ISREG(st.st_mode) and st.st_size == 0 and path == target:
+                os.unlink(host)
+            else:
+                break
+            path = posixpath.dirname(path)
+
+
+def analyze(engine: Engine, image: str) -> Any:
+    """``image analyze``: the bytes each layer adds that later layers delete or overwrite
+    (``sampan.build.layers.Analysis``)."""
+    from sampan.build.layers import analyze as analyze_layers
+    from sampan.engine import images
+    from sampan.image.compression import open_decompressed
+    from sampan.store import images as records
+
+    image_id = images.resolve(engine, image)
+    config = images.load_config(engine, image_id)
+    created_by = [h.get("created_by", "") for h in config.history if not h.get("empty_layer")]
+    rows = records.layers_of(engine.db.conn, image_id)
+    with ExitStack() as stack:
+        streams = []
+        for index, row in enumerate(rows):
+            raw = stack.enter_context(open(engine.content.path(row["blob_digest"]), "rb"))
+            streams.append((created_by[index] if index < len(created_by) else "", open_decompressed(raw)))
+        return analyze_layers(streams)
 
 
 def build(engine: Engine, options: BuildOptions, out: BinaryIO | None = None) -> BuildResult:
