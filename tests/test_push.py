@@ -161,6 +161,74 @@ def test_push_big_layer_in_chunks(sampan: Sampan, registry: Registry, tmp_path: 
     assert sampan("image", "inspect", "-f", "{{.Id}}", name).stdout == image_id
 
 
+def test_uncompressed_layers_are_pushed_gzipped(sampan: Sampan, registry: Registry, tmp_path: Path) -> None:
+    """An imported plain-tar layer goes up gzip-compressed, as Docker pushes it: the manifest names the
+    compressed blob, the config (the image ID, its diff_ids) is unchanged; a second push finds the same bytes."""
+    import gzip
+
+    from sampan.image import mediatypes as mt
+
+    payload = tmp_path / "text"
+    payload.write_bytes(b"compressible line\n" * 50_000)
+    archive = tmp_path / "rootfs.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(payload, "text")
+    name = f"{registry.host}/plain/app:v1"
+    sampan("import", str(archive), name)
+    image_id = sampan("image", "inspect", "-f", "{{.Id}}", name).stdout.strip()
+    first = sampan("push", name).stdout.splitlines()
+    assert sum(line.endswith(": Pushed") for line in first) == 1
+    digest = first[-1].split()[2]
+    raw = _inspect_raw(registry, "plain/app:v1")
+    assert _sha(raw) == digest
+    manifest = json.loads(raw)
+    [layer] = manifest["layers"]
+    assert layer["mediaType"] == mt.OCI_LAYER_GZIP and layer["size"] < 100_000
+    assert manifest["config"]["digest"] == image_id
+    blob = registry.blob_path(layer["digest"]).read_bytes()
+    config = json.loads(registry.blob_path(image_id).read_bytes())
+    assert _sha(gzip.decompress(blob)) == config["rootfs"]["diff_ids"][0]
+    again = sampan("push", name).stdout.splitlines()
+    assert sum(line.endswith(": Layer already exists") for line in again) == 1
+    assert again[-1] == first[-1]
+    # another repository: mounted from the first; after garbage collection, compressed again to the same bytes
+    sampan("tag", name, f"{registry.host}/plain/copy:v1")
+    mounted = sampan("push", f"{registry.host}/plain/copy:v1").stdout.splitlines()
+    assert any(line.endswith(": Mounted from plain/app") for line in mounted), mounted
+    sampan("system", "check", "--repair")
+    assert not (sampan.root / "blobs" / "sha256" / layer["digest"].split(":")[1]).exists()
+    sampan("tag", name, f"{registry.host}/plain/other:v1")
+    other = sampan("push", f"{registry.host}/plain/other:v1").stdout.splitlines()
+    assert other[-1] == first[-1]
+    # and it pulls back as the same image
+    sampan("rmi", name, f"{registry.host}/plain/copy:v1", f"{registry.host}/plain/other:v1")
+    sampan("pull", name)
+    assert sampan("image", "inspect", "-f", "{{.Id}}", name).stdout.strip() == image_id
+    by_digest = sampan("push", f"{name}@{digest}", check=False)  # Docker: "cannot push a digest reference"
+    assert by_digest.returncode != 0 and "cannot push a digest reference" in by_digest.stderr
+
+
+def test_push_over_tls_with_basic_auth(sampan: Sampan, busybox: str, tmp_path: Path, certs: Certs,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    with run_registry(tmp_path / "tls-basic", tls=certs, htpasswd=True) as reg:
+        _use(monkeypatch, reg)
+        name = f"{reg.host}/secure/bb:1"
+        sampan("tag", "busybox", name)
+        denied = sampan("push", name, check=False)
+        assert denied.returncode != 0 and "unauthorized" in denied.stderr and reg.host in denied.stderr
+        assert len(denied.stderr.strip().splitlines()) == 1
+        sampan("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD)
+        digest = sampan("push", name).stdout.splitlines()[-1].split()[2]
+        assert _sha(_inspect_raw(reg, "secure/bb:1", creds=f"{USER}:{PASSWORD}")) == digest
+        sampan("rmi", name)
+        sampan("pull", name)
+        assert sampan("image", "inspect", "-f", "{{.Id}}", name).stdout.strip() == busybox
+        # without the test CA the registry's certificate is refused: nothing is sent
+        (reg.sampan_config / "certs.d" / reg.host / "ca.crt").unlink()
+        refused = sampan("push", name, check=False)
+        assert refused.returncode != 0 and "certificate verify failed" in refused.stderr
+
+
 def test_push_token_auth_and_errors(sampan: Sampan, busybox: str, tmp_path: Path, certs: Certs,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     tokens = TokenServer(certs)
