@@ -20,6 +20,7 @@ SAMPAN = str(Path(sys.executable).with_name("sampan"))
 SAMPAN_RUNC = str(Path(sys.executable).with_name("sampan-runc"))
 # Networks of test roots take /24s from here (each root has its own bridges; subnets clash with no host route).
 TEST_POOLS = "10.240.0.0/12/24"
+pytest_plugins = ["registry_fixtures"]  # the registry tests' fixtures (certs, registry), assertions rewritten
 
 
 @dataclass

@@ -296,6 +296,44 @@ def run_registry(base: Path, *, tls: Certs | None = None, htpasswd: bool = False
                 proc.wait()
 
 
+# ---------------------------------------------------------------------------------------------- fixtures
+# conftest.py loads this module as a plugin, so every test module can use these.
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+def use_registry(monkeypatch: pytest.MonkeyPatch, registry: Registry) -> None:
+    """Point the sampan CLI (its environment is read at each call) at the registry's client-side config."""
+    monkeypatch.setenv("SAMPAN_CONFIG_DIR", str(registry.sampan_config))
+    monkeypatch.setenv("DOCKER_CONFIG", str(registry.docker_config))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    """A plain-HTTP registry of the test's own, with the CLI pointed at it."""
+    with run_registry(tmp_path / "registry") as reg:
+        use_registry(monkeypatch, reg)
+        yield reg
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path, certs: Certs, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
+    """A registry with token auth (its ``token_server`` records the token requests), the CLI pointed at it."""
+    tokens = TokenServer(certs)
+    tokens.start()
+    try:
+        with run_registry(tmp_path / "token", token=tokens) as reg:
+            use_registry(monkeypatch, reg)
+            yield reg
+    finally:
+        tokens.stop()
+
+
 # ---------------------------------------------------------------------------------------------- fault proxy
 
 

@@ -14,7 +14,6 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
@@ -29,31 +28,11 @@ from registry_fixtures import (
     FaultProxy,
     Registry,
     TokenServer,
-    make_certs,
     push_image,
     push_index,
     run_registry,
+    use_registry,
 )
-
-
-@pytest.fixture(scope="session")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-def _use(monkeypatch: pytest.MonkeyPatch, registry: Registry) -> None:
-    """Point the sampan CLI (its environment is read at each call) at the registry's client-side config."""
-    monkeypatch.setenv("SAMPAN_CONFIG_DIR", str(registry.sampan_config))
-    monkeypatch.setenv("DOCKER_CONFIG", str(registry.docker_config))
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
-    with run_registry(tmp_path / "registry") as reg:
-        _use(monkeypatch, reg)
-        yield reg
 
 
 def _files(root: Path) -> set[str]:
@@ -241,7 +220,7 @@ def test_index_platform_selection(sampan: Sampan, registry: Registry) -> None:
 def test_tls_registry_with_test_ca(sampan: Sampan, tmp_path: Path, certs: Certs, busybox_archive: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     with run_registry(tmp_path / "tls", tls=certs) as reg:
-        _use(monkeypatch, reg)
+        use_registry(monkeypatch, reg)
         push_image(reg, "secure", "latest", [{"hello": b"over tls"}])
         name = f"{reg.host}/secure"
         sampan("pull", name)
@@ -259,7 +238,7 @@ def test_tls_registry_with_test_ca(sampan: Sampan, tmp_path: Path, certs: Certs,
 def test_tls_client_certificate(sampan: Sampan, tmp_path: Path, certs: Certs,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     with run_registry(tmp_path / "mtls", tls=certs, client_certs=True) as reg:
-        _use(monkeypatch, reg)
+        use_registry(monkeypatch, reg)
         certs_dir = reg.sampan_config / "certs.d" / reg.host
         shutil.copy(certs.client_cert, certs_dir / "client.cert")
         shutil.copy(certs.client_key, certs_dir / "client.key")
@@ -279,7 +258,7 @@ def test_tls_client_certificate(sampan: Sampan, tmp_path: Path, certs: Certs,
 
 def test_basic_auth_login_logout(sampan: Sampan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with run_registry(tmp_path / "basic", htpasswd=True) as reg:
-        _use(monkeypatch, reg)
+        use_registry(monkeypatch, reg)
         push_image(reg, "private/app", "latest", [{"secret": b"basic"}])
         name = f"{reg.host}/private/app"
         denied = sampan("pull", name, check=False)
@@ -300,29 +279,23 @@ def test_basic_auth_login_logout(sampan: Sampan, tmp_path: Path, monkeypatch: py
         assert sampan("pull", name, check=False).returncode != 0
 
 
-def test_token_auth_anonymous_and_login(sampan: Sampan, tmp_path: Path, certs: Certs,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    tokens = TokenServer(certs)
-    tokens.start()
-    try:
-        with run_registry(tmp_path / "token", token=tokens) as reg:
-            _use(monkeypatch, reg)
-            push_image(reg, "public/base", "latest", [{"a": b"1"}, {"b": b"2"}, {"c": b"3"}])
-            push_image(reg, "private/app", "latest", [{"p": b"private"}])
-            tokens.requests.clear()
-            sampan("pull", f"{reg.host}/public/base")  # anonymous
-            granted = [r for r in tokens.requests if r["ok"]]
-            assert len(granted) == 1, granted  # one token serves the manifest, the config and three layers
-            assert granted[0]["user"] is None and granted[0]["scopes"] == ["repository:public/base:pull"]
-            denied = sampan("pull", f"{reg.host}/private/app", check=False)
-            assert denied.returncode != 0 and "private/app" in denied.stderr
-            sampan("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD)
-            sampan("pull", f"{reg.host}/private/app")
-            assert any(r["user"] == USER for r in tokens.requests)
-            wrong = sampan("login", "-u", USER, "-p", "wrong", reg.host, check=False)
-            assert wrong.returncode != 0 and "incorrect username or password" in wrong.stderr
-    finally:
-        tokens.stop()
+def test_token_auth_anonymous_and_login(sampan: Sampan, token_registry: Registry) -> None:
+    reg, tokens = token_registry, token_registry.token_server
+    assert tokens is not None
+    push_image(reg, "public/base", "latest", [{"a": b"1"}, {"b": b"2"}, {"c": b"3"}])
+    push_image(reg, "private/app", "latest", [{"p": b"private"}])
+    tokens.requests.clear()
+    sampan("pull", f"{reg.host}/public/base")  # anonymous
+    granted = [r for r in tokens.requests if r["ok"]]
+    assert len(granted) == 1, granted  # one token serves the manifest, the config and three layers
+    assert granted[0]["user"] is None and granted[0]["scopes"] == ["repository:public/base:pull"]
+    denied = sampan("pull", f"{reg.host}/private/app", check=False)
+    assert denied.returncode != 0 and "private/app" in denied.stderr
+    sampan("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD)
+    sampan("pull", f"{reg.host}/private/app")
+    assert any(r["user"] == USER for r in tokens.requests)
+    wrong = sampan("login", "-u", USER, "-p", "wrong", reg.host, check=False)
+    assert wrong.returncode != 0 and "incorrect username or password" in wrong.stderr
 
 
 def test_token_expiry_refreshes(tmp_path: Path, certs: Certs, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -353,28 +326,22 @@ def test_token_expiry_refreshes(tmp_path: Path, certs: Certs, monkeypatch: pytes
         tokens.stop()
 
 
-def test_identity_token_from_config(sampan: Sampan, tmp_path: Path, certs: Certs,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    tokens = TokenServer(certs)
-    tokens.start()
-    try:
-        with run_registry(tmp_path / "token", token=tokens) as reg:
-            _use(monkeypatch, reg)
-            push_image(reg, "private/app", "latest", [{"p": b"identity"}])
-            (reg.docker_config / "config.json").write_text(json.dumps(
-                {"auths": {reg.host: {"auth": base64.b64encode(f"{USER}:".encode()).decode(),
-                                      "identitytoken": IDENTITY_TOKEN}}}))
-            tokens.requests.clear()
-            sampan("pull", f"{reg.host}/private/app")
-            assert [r.get("oauth") for r in tokens.requests] == [True]
-    finally:
-        tokens.stop()
+def test_identity_token_from_config(sampan: Sampan, token_registry: Registry) -> None:
+    reg, tokens = token_registry, token_registry.token_server
+    assert tokens is not None
+    push_image(reg, "private/app", "latest", [{"p": b"identity"}])
+    (reg.docker_config / "config.json").write_text(json.dumps(
+        {"auths": {reg.host: {"auth": base64.b64encode(f"{USER}:".encode()).decode(),
+                              "identitytoken": IDENTITY_TOKEN}}}))
+    tokens.requests.clear()
+    sampan("pull", f"{reg.host}/private/app")
+    assert [r.get("oauth") for r in tokens.requests] == [True]
 
 
 def test_credentials_not_sent_to_blob_storage(sampan: Sampan, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     with run_registry(tmp_path / "basic", htpasswd=True) as reg:
-        _use(monkeypatch, reg)
+        use_registry(monkeypatch, reg)
         pushed = push_image(reg, "app", "latest", [{"a": b"redirected"}])
         with FaultProxy(reg.host, "redirect", registry_data=reg.data) as proxy:
             sampan("login", "-u", USER, "--password-stdin", proxy.host, input=PASSWORD)

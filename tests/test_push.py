@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,31 +17,11 @@ from registry_fixtures import (
     USER,
     Certs,
     Registry,
-    TokenServer,
-    make_certs,
     need,
     push_image,
     run_registry,
+    use_registry,
 )
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-def _use(monkeypatch: pytest.MonkeyPatch, registry: Registry) -> None:
-    monkeypatch.setenv("SAMPAN_CONFIG_DIR", str(registry.sampan_config))
-    monkeypatch.setenv("DOCKER_CONFIG", str(registry.docker_config))
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
-    with run_registry(tmp_path / "registry") as reg:
-        _use(monkeypatch, reg)
-        yield reg
 
 
 def _skopeo(*args: str) -> str:
@@ -211,7 +190,7 @@ def test_uncompressed_layers_are_pushed_gzipped(sampan: Sampan, registry: Regist
 def test_push_over_tls_with_basic_auth(sampan: Sampan, busybox: str, tmp_path: Path, certs: Certs,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     with run_registry(tmp_path / "tls-basic", tls=certs, htpasswd=True) as reg:
-        _use(monkeypatch, reg)
+        use_registry(monkeypatch, reg)
         name = f"{reg.host}/secure/bb:1"
         sampan("tag", "busybox", name)
         denied = sampan("push", name, check=False)
@@ -229,32 +208,26 @@ def test_push_over_tls_with_basic_auth(sampan: Sampan, busybox: str, tmp_path: P
         assert refused.returncode != 0 and "certificate verify failed" in refused.stderr
 
 
-def test_push_token_auth_and_errors(sampan: Sampan, busybox: str, tmp_path: Path, certs: Certs,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    tokens = TokenServer(certs)
-    tokens.start()
-    try:
-        with run_registry(tmp_path / "token", token=tokens) as reg:
-            _use(monkeypatch, reg)
-            name = f"{reg.host}/private/bb:1"
-            sampan("tag", "busybox", name)
-            anonymous = sampan("push", name, check=False)
-            assert anonymous.returncode != 0
-            assert "unauthorized" in anonymous.stderr or "denied" in anonymous.stderr
-            assert len(anonymous.stderr.strip().splitlines()) == 1
-            sampan("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD)
-            out = sampan("push", name).stdout
-            assert any(r.get("scopes") == ["repository:private/bb:pull,push"] for r in tokens.requests)
-            digest = out.splitlines()[-1].split()[2]
-            assert _sha(_inspect_raw(reg, "private/bb:1", creds=f"{USER}:{PASSWORD}")) == digest
-            sampan("logout", reg.host)
-            (reg.docker_config / "config.json").write_text(json.dumps(
-                {"auths": {reg.host: {"auth": "dGVzdGVyOndyb25n"}}}))  # tester:wrong
-            wrong = sampan("push", name, check=False)
-            assert wrong.returncode != 0 and len(wrong.stderr.strip().splitlines()) == 1
-            assert "incorrect username or password" in wrong.stderr or "unauthorized" in wrong.stderr
-    finally:
-        tokens.stop()
+def test_push_token_auth_and_errors(sampan: Sampan, busybox: str, token_registry: Registry) -> None:
+    reg, tokens = token_registry, token_registry.token_server
+    assert tokens is not None
+    name = f"{reg.host}/private/bb:1"
+    sampan("tag", "busybox", name)
+    anonymous = sampan("push", name, check=False)
+    assert anonymous.returncode != 0
+    assert "unauthorized" in anonymous.stderr or "denied" in anonymous.stderr
+    assert len(anonymous.stderr.strip().splitlines()) == 1
+    sampan("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD)
+    out = sampan("push", name).stdout
+    assert any(r.get("scopes") == ["repository:private/bb:pull,push"] for r in tokens.requests)
+    digest = out.splitlines()[-1].split()[2]
+    assert _sha(_inspect_raw(reg, "private/bb:1", creds=f"{USER}:{PASSWORD}")) == digest
+    sampan("logout", reg.host)
+    (reg.docker_config / "config.json").write_text(json.dumps(
+        {"auths": {reg.host: {"auth": "dGVzdGVyOndyb25n"}}}))  # tester:wrong
+    wrong = sampan("push", name, check=False)
+    assert wrong.returncode != 0 and len(wrong.stderr.strip().splitlines()) == 1
+    assert "incorrect username or password" in wrong.stderr or "unauthorized" in wrong.stderr
     unknown = sampan("push", "127.0.0.1:9/nothing:here", check=False)
     assert unknown.returncode != 0
     assert unknown.stderr.strip() == "Error: An image does not exist locally with the tag: 127.0.0.1:9/nothing"

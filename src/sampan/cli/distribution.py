@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from argparse import Namespace
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from sampan.cli.command import arg, command
@@ -47,9 +48,6 @@ class _Printer:
             self.last[event.id] = event.status
             self.out.write(f"{event.id}: {event.status}\n" if event.id else f"{event.status}\n")
             self.out.flush()
-
-    def finish(self) -> None:
-        pass
 
 
 class _Bars:
@@ -99,13 +97,24 @@ class _Bars:
         self.order.clear()  # lines printed after a block are not redrawn into
         self.lines.clear()
 
-    def finish(self) -> None:
-        pass
-
 
 def progress_printer(out: TextIO) -> _Printer | _Bars:
     """Pull progress as the docker CLI shows it on ``out``: bars on a terminal, plain lines otherwise."""
     return _Bars(out) if out.isatty() else _Printer(out)
+
+
+def _transfer(a: Namespace, run: Callable[[_Printer | _Bars | None], list[Any]]) -> tuple[Any, list[Any]]:
+    """What pull and push print before and around the engine call: "Using default tag: latest" for a bare
+    name, then progress (none with ``-q``). Returns the parsed reference and the engine's results."""
+    from sampan.image import reference
+
+    ref = reference.parse(a.name)
+    printer: _Printer | _Bars | None = None
+    if not a.quiet:
+        printer = progress_printer(sys.stdout)
+        if not a.all_tags and ref.tag is None and ref.digest is None:
+            print("Using default tag: latest", flush=True)
+    return ref, run(printer)
 
 
 @command("Download an image from a registry",
@@ -117,21 +126,10 @@ def progress_printer(out: TextIO) -> _Printer | _Bars:
          arg("-q", "--quiet", action="store_true", help="Suppress verbose output"))
 def pull(engine: Engine, a: Namespace) -> None:
     from sampan.engine.pull import pull as pull_image
-    from sampan.image import reference
 
-    ref = reference.parse(a.name)
-    printer: _Printer | _Bars | None = None
-    if not a.quiet:
-        printer = progress_printer(sys.stdout)
-        if not a.all_tags and ref.tag is None and ref.digest is None:
-            print("Using default tag: latest", flush=True)
-    results = pull_image(engine, a.name, platform=a.platform or None, all_tags=a.all_tags, progress=printer)
-    if printer is not None:
-        printer.finish()
-    if a.all_tags:
-        print(ref.repository())
-    else:
-        print(results[0].reference)
+    ref, results = _transfer(a, lambda progress: pull_image(engine, a.name, platform=a.platform or None,
+                                                            all_tags=a.all_tags, progress=progress))
+    print(ref.repository() if a.all_tags else results[0].reference)  # Docker ends a pull with the name
 
 
 @command("Upload an image to a registry",
@@ -142,21 +140,11 @@ def pull(engine: Engine, a: Namespace) -> None:
          arg("-q", "--quiet", action="store_true", help="Suppress verbose output"))
 def push(engine: Engine, a: Namespace) -> None:
     from sampan.engine.push import push as push_image
-    from sampan.image import reference
 
-    ref = reference.parse(a.name)
-    printer: _Printer | _Bars | None = None
-    if not a.quiet:
-        printer = progress_printer(sys.stdout)
-        if not a.all_tags and ref.tag is None and ref.digest is None:
-            print("Using default tag: latest", flush=True)
-    results = push_image(engine, a.name, all_tags=a.all_tags, progress=printer)
-    if printer is not None:
-        printer.finish()
-    elif a.all_tags:
-        print(ref.repository())
-    else:
-        print(results[0].reference)
+    ref, results = _transfer(a, lambda progress: push_image(engine, a.name, all_tags=a.all_tags,
+                                                            progress=progress))
+    if a.quiet:  # Docker ends a push with the digest line, or with -q the name only
+        print(ref.repository() if a.all_tags else results[0].reference)
 
 
 def _read_password_stdin() -> str:
