@@ -253,3 +253,60 @@ def test_ctrl_c_mid_run_leaves_nothing(sampan: Sampan, busybox: str, tmp_path: P
     assert sampan("ps", "-aq").stdout == ""
     with open("/proc/self/mountinfo") as f:
         assert str(sampan.root) not in f.read()
+
+
+GOLDEN = {
+    "metadata": ("FROM busybox\nMAINTAINER someone\nARG V=1\nENV A=$V B=\"x y\"\nLABEL k=v other=\"a b\"\n"
+                 "EXPOSE 80 53/udp\nUSER 1:2\nVOLUME /data\nSTOPSIGNAL SIGINT\nSHELL [\"/bin/sh\", \"-c\"]\n"
+                 "ONBUILD RUN true\nHEALTHCHECK --interval=5s --retries=2 CMD true\nENTRYPOINT [\"/bin/sh\"]\n"
+                 "CMD [\"-c\", \"echo $A\"]\n"),
+    "files": ("FROM busybox AS base\nRUN mkdir -p /out && echo built > /out/app\nFROM busybox\nWORKDIR /w\n"
+              "COPY --chown=1:2 d ./d/\nCOPY f* /files/\nADD pack.tar /unpacked/\nCOPY --from=base /out /o\n"
+              "RUN rm /files/f1 && echo new > /w/new\nCMD [\"cat\", \"/o/app\"]\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_golden_against_dockers_classic_builder(sampan: Sampan, busybox: str, busybox_archive: Path,
+                                                docker: dict[str, str], tmp_path: Path, name: str) -> None:
+    """Config and every layer's file list as Docker's classic builder makes them; the image runs in Docker."""
+    from tests.conftest import docker_cli
+
+    ctx = _ctx(tmp_path, GOLDEN[name], {"d/x": "x", "d/sub/y": "y", "f1": "1", "f2": "2"})
+    with tarfile.open(ctx / "pack.tar", "w") as pack:
+        info = tarfile.TarInfo("inner/file")
+        info.size = 2
+        pack.addfile(info, io.BytesIO(b"in"))
+    tag = f"golden-{name}"
+    docker_cli(docker, "load", "-i", str(busybox_archive))
+    docker_cli({**docker, "DOCKER_BUILDKIT": "0"}, "build", "-q", "-t", tag, str(ctx))
+    sampan("build", "-q", "-t", tag, str(ctx))
+    ours_tar = tmp_path / "ours.tar"
+    sampan("save", "-o", str(ours_tar), tag)
+    try:
+        theirs = json.loads(docker_cli(docker, "image", "inspect", tag))[0]
+        ours = json.loads(sampan("image", "inspect", tag).stdout)[0]
+        for key in sorted(set(theirs["Config"]) | set(ours["Config"])):
+            if key not in ("Hostname", "Image"):
+                assert ours["Config"].get(key) == theirs["Config"].get(key), key
+
+        def layers(archive: bytes) -> list[list[tuple[str, int, int, int]]]:
+            with tarfile.open(fileobj=io.BytesIO(archive)) as outer:
+                manifest = json.load(outer.extractfile("manifest.json"))[0]
+                out = []
+                for layer_name in manifest["Layers"][1:]:
+                    with tarfile.open(fileobj=io.BytesIO(outer.extractfile(layer_name).read())) as layer:
+                        out.append(sorted((m.name.rstrip("/"), m.uid, m.gid, m.mode & 0o7777)
+                                          for m in layer.getmembers()))
+                return [entries for entries in out if entries]
+
+        theirs_tar = subprocess.run(["docker", "save", tag], env=docker, capture_output=True, check=True).stdout
+        assert layers(ours_tar.read_bytes()) == layers(theirs_tar)
+        docker_cli(docker, "rmi", "-f", tag)
+        docker_cli(docker, "load", "-i", str(ours_tar))
+        history = docker_cli(docker, "history", "--format", "{{.CreatedBy}}", tag).splitlines()
+        assert history == sampan("history", "--format", "{{.CreatedBy}}", tag).stdout.splitlines()
+        expected = "1\n" if name == "metadata" else "built\n"
+        assert docker_cli(docker, "run", "--rm", "--network", "none", tag) == expected
+    finally:
+        docker_cli(docker, "rmi", "-f", tag)

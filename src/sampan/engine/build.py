@@ -101,6 +101,30 @@ class _Stage:
     cmd_set: bool = False
 
 
+class _DigestMemo(dict[str, str]):
+    """Digests of context files by ``memo_key`` (inode, size, times), kept in the store across builds so that
+    a cached rebuild does not read the context again; the cache keys are still the contents' digests."""
+
+    LIMIT = 50_000
+
+    def __init__(self, engine: Engine) -> None:
+        self.path = engine.layout.root / "buildcache" / "digests.json"
+        try:
+            super().__init__(json.loads(self.path.read_text()))
+        except (OSError, ValueError):
+            super().__init__()
+        self.known = len(self)
+
+    def save(self) -> None:
+        if len(self) == self.known:
+            return
+        items = list(self.items())[-self.LIMIT:]
+        self.path.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = self.path.with_name(f".digests.{os.getpid()}")
+        tmp.write_text(json.dumps(dict(items)))
+        os.replace(tmp, self.path)
+
+
 class _Printer:
     def __init__(self, out: BinaryIO, quiet: bool) -> None:
         self.out, self.quiet = out, quiet
@@ -259,6 +283,7 @@ class Builder:
             epoch = int(options.build_args["SOURCE_DATE_EPOCH"])
             self.used_args.add("SOURCE_DATE_EPOCH")
         self.epoch = epoch
+        self.digests = _DigestMemo(engine)
 
     def _now(self) -> float:
         return float(self.epoch) if self.epoch is not None else time.time()
@@ -359,6 +384,7 @@ class Builder:
         for stage in stages:
             image_id = self._stage(parsed, stage, meta, stages[-1] is stage)
             self.stage_images[stage.index] = image_id
+        self.digests.save()
         if self.options.squash:
             image_id = self._squash(self.stage_bases[stages[-1].index], image_id)
         unused = sorted(set(self.options.build_args) - self.used_args - PROXY_ARGS)
@@ -745,7 +771,7 @@ class Builder:
                     items = self.context.walk(source) if stat.S_ISDIR(source.st.st_mode) else \
                         [(posixpath.basename(source.rel), source.path, source.st)]
                     for rel, path, st in items:
-                        entry_digest(h, rel, st, path)
+                        entry_digest(h, rel, st, path, self.digests)
                 origin = "context:sha256:" + h.hexdigest()
             return f"type=bind,from={origin},source={spec.source or '/'},target={spec.target}" + \
                 (",rw" if not spec.readonly else "")
@@ -941,9 +967,9 @@ class Builder:
                     h.update(f"{source.rel}\0".encode("utf-8", "surrogateescape"))
                     if stat.S_ISDIR(source.st.st_mode):
                         for rel, path, st in self.context.walk(source):
-                            entry_digest(h, rel, st, path)
+                            entry_digest(h, rel, st, path, self.digests)
                     else:
-                        entry_digest(h, posixpath.basename(source.rel), source.st, source.path)
+                        entry_digest(h, posixpath.basename(source.rel), source.st, source.path, self.digests)
                 kind = "multi" if len(plan.sources) > 1 else "dir" if plan.sources and \
                     stat.S_ISDIR(plan.sources[0].st.st_mode) else "file"
             if chown:
