@@ -371,7 +371,7 @@ def _connect(path: str, cgroup: list[Any]) -> socket.socket | None:
         with socket_name(path) as name:
             sock.connect(name)
         sock.send(json.dumps({"cgroup": cgroup}).encode())
-        sock.setblocking(False)
+        sock.settimeout(1.0)  # a forwarded listener waits for a busy hub, but not for a stuck one
         return sock
     except OSError:
         sock.close()

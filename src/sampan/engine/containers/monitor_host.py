@@ -33,7 +33,8 @@ IDLE_EXIT_S = 120.0
 _SOCKET = "monitor-host.sock"
 _PIDFILE = "monitor-host.pid"
 _CONNECT_TIMEOUT_S = 10.0
-_FINGERPRINT_DIRS = ("engine", "engine/containers", "runtime", "runtime/cgroups", "monitor", "store", "_linux")
+_FINGERPRINT_DIRS = ("engine", "engine/containers", "runtime", "runtime/cgroups", "monitor", "store", "_linux",
+                     "procview")
 
 
 def fingerprint() -> str:
