@@ -517,8 +517,9 @@ class PushedImage:
 def push_image(registry: Registry, repo: str, tag: str | None, layers: list[dict[str, bytes]], *,
                arch: str = "amd64", docker_types: bool = False, layer_media_type: str | None = None,
                cmd: list[str] | None = None, urls: list[str] | None = None,
-               upload_layers: bool = True) -> PushedImage:
-    """Build an image from file maps (one gzip layer each) and push it with sampan's own upload primitives."""
+               upload_layers: bool = True, compression: str = "gzip") -> PushedImage:
+    """Build an image from file maps (one gzip or zstd layer each) and push it with sampan's own upload
+    primitives."""
     from sampan.image import mediatypes as mt
 
     client = registry.client()
@@ -526,13 +527,19 @@ def push_image(registry: Registry, repo: str, tag: str | None, layers: list[dict
         descriptors, diff_ids = [], []
         for files in layers:
             raw = layer_tar(files)
-            blob = gzip.compress(raw, compresslevel=1, mtime=0)
+            if compression == "zstd":
+                import zstandard
+
+                blob = zstandard.ZstdCompressor().compress(raw)
+            else:
+                blob = gzip.compress(raw, compresslevel=1, mtime=0)
             diff_ids.append(_sha(raw))
             digest = _sha(blob)
             if upload_layers and client.blob_size(repo, digest, scopes=[f"repository:{repo}:pull,push"]) is None:
                 client.upload_blob(repo, digest, len(blob), blob)
-            descriptors.append({"mediaType": layer_media_type or (
-                mt.DOCKER_LAYER_GZIP if docker_types else mt.OCI_LAYER_GZIP), "digest": digest, "size": len(blob)})
+            default_type = mt.OCI_LAYER_ZSTD if compression == "zstd" else (
+                mt.DOCKER_LAYER_GZIP if docker_types else mt.OCI_LAYER_GZIP)
+            descriptors.append({"mediaType": layer_media_type or default_type, "digest": digest, "size": len(blob)})
             if urls:
                 descriptors[-1]["urls"] = urls
         config = json.dumps({"architecture": arch, "os": "linux", "created": "2024-01-01T00:00:00Z",

@@ -117,6 +117,43 @@ def test_pull_docker_schema2_and_unknowns(sampan: Sampan, registry: Registry) ->
     assert len(missing_repo.stderr.strip().splitlines()) == 1
 
 
+def test_pull_zstd_layers(sampan: Sampan, registry: Registry) -> None:
+    pushed = push_image(registry, "zstd", "latest", [{"z/file": b"zstd " * 10_000}, {"top": b"top"}],
+                        compression="zstd")
+    assert registry.blob_path(pushed.layer_digests[0]).read_bytes()[:4] == b"\x28\xb5\x2f\xfd"
+    sampan("pull", f"{registry.host}/zstd")
+    lowers = _lower_dirs(sampan, f"{registry.host}/zstd")
+    assert (lowers[-1] / "z" / "file").read_bytes() == b"zstd " * 10_000
+    assert sampan("image", "inspect", "-f", "{{.Id}}", f"{registry.host}/zstd").stdout.strip() == \
+        pushed.config_digest
+
+
+def test_progress_bars_on_a_terminal(sampan: Sampan, registry: Registry) -> None:
+    """On a terminal each layer has a line redrawn in place with a bar, sizes and speed; -q prints the name."""
+    import pty
+
+    push_image(registry, "bars", "latest", [{"a": os.urandom(3 << 20)}, {"b": os.urandom(2 << 20)}])
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([SAMPAN, "pull", f"{registry.host}/bars"], env=sampan.env, stdin=subprocess.DEVNULL,
+                            stdout=terminal, stderr=subprocess.PIPE)
+    os.close(terminal)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO: the pull closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(controller)
+    assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    proc.stderr.close()
+    text = out.decode()
+    assert "\x1b[" in text and "A\r\x1b[2K" in text  # cursor up, redraw the layer's line
+    assert "Downloading [" in text and "MB/" in text and "Pull complete" in text
+
+
 def test_pull_refuses_unsupported_media_types(sampan: Sampan, registry: Registry) -> None:
     push_image(registry, "weird", "latest", [{"a": b"a"}], layer_media_type="application/vnd.example.thing")
     result = sampan("pull", f"{registry.host}/weird", check=False)
@@ -629,6 +666,15 @@ json.dump(db, open(path, "w"))
     assert config.get("helped.example") == Credentials("hu", "hp")
     assert config.erase("helped.example") and config.get("helped.example") is None
     assert config.get("docker.io") == Credentials("hubuser", "hubpass")  # other registries stay in the file
+    # credsStore: the default helper for every registry without a credHelpers entry (and not in the file)
+    data = json.loads(config.path.read_text())
+    data["credsStore"] = "fake"
+    del data["auths"][HUB_KEY]
+    config.path.write_text(json.dumps(data))
+    assert config.store("stored.example", Credentials("su", "sp")) == "docker-credential-fake"
+    assert json.loads(store.read_text())["stored.example"]["Username"] == "su"
+    assert config.get("stored.example") == Credentials("su", "sp")
+    assert config.get("reg.example:5000") is None  # as Docker's native store: the helper answers, not the file
 
 
 def test_pull_cli_errors(sampan: Sampan, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
