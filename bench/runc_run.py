@@ -1,7 +1,9 @@
 """``sampan-runc run`` vs ``runc run`` of a prepared busybox bundle running ``true`` (target: at most 2x runc).
 
 Both runtimes get the same bundle (runc's default config.json) and their own state root; runs are interleaved
-and medians compared. Run: ``.venv/bin/python bench/runc_run.py [runs]``.
+and medians compared. Each run starts after a pause: on cgroup v1 the first attach to a cgroup waits for an RCU grace
+period (about 10 ms here) unless another attach happened just before, so back-to-back runs would let whichever
+runtime goes second ride on the other's grace period. Run: ``.venv/bin/python bench/runc_run.py [runs]``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "runtime"))
+PAUSE = 0.15  # seconds between runs, so that no run starts inside another's RCU grace period
 SAMPAN_RUNC = str(Path(sys.executable).with_name("sampan-runc"))
 
 
@@ -39,6 +42,7 @@ def main() -> int:
         times: dict[str, list[float]] = {name: [] for name in runtimes}
         for i in range(runs + 3):
             for name, binary in runtimes.items():
+                time.sleep(PAUSE)
                 start = time.perf_counter()
                 subprocess.run([binary, "--root", str(base / f"state-{name}"), "run", "--bundle", str(base),
                                 f"bench{i}"], check=True, stdin=subprocess.DEVNULL)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from functools import cache
 
 TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -29,9 +28,16 @@ SYSCALLS: dict[str, dict[str, int]] = {
 }
 
 
-@cache
+_libc: ctypes.CDLL | None = None
+
+
 def libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    """The process's libc, loaded once (a global rather than ``functools.cache``: the container's init imports
+    this module and ``functools`` costs it a millisecond)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
 
 
 def check(result: int) -> int:

@@ -6,6 +6,7 @@ Thin wrappers only: each raises ``OSError`` with the real errno, and takes and r
 from __future__ import annotations
 
 import ctypes
+import errno
 
 from sampan._linux.libc import check, libc, syscall
 
@@ -27,6 +28,9 @@ TIOCGPTPEER = 0x5441
 TIOCSWINSZ = 0x5414
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
+
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
@@ -165,3 +169,22 @@ def sched_getaffinity_raw(pid: int, size: int) -> bytes:
     buffer = ctypes.create_string_buffer(size)
     length = syscall("sched_getaffinity", ctypes.c_int(pid), ctypes.c_uint(size), buffer)
     return buffer.raw[:length]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp_set_mode_filter(program: bytes, flags: int) -> int:
+    """Install a BPF ``program`` in the calling thread with ``seccomp(SECCOMP_SET_MODE_FILTER, flags)``.
+
+    Returns the syscall's result: the listener fd when ``flags`` has FILTER_FLAG_NEW_LISTENER, else 0. The
+    kernel requires no_new_privs or CAP_SYS_ADMIN; the caller sets the former when the spec asks for it. It lives
+    here, not beside the libseccomp bindings, because the container's init loads programs compiled by the parent
+    and must not pay for importing those.
+    """
+    if not program or len(program) % 8:
+        raise OSError(errno.EINVAL, "a BPF program is a non-empty array of 8-byte instructions")
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
+    return syscall("seccomp", ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_long(flags), ctypes.byref(fprog))

@@ -1,7 +1,7 @@
 """ctypes binding to libseccomp (``libseccomp.so.2``), plus the raw ``seccomp(2)`` call that installs a program.
 
 libseccomp turns rules into a BPF program for every architecture a filter covers; sampan's runtime builds the
-filter with it, exports the program and installs it itself (``set_mode_filter``) so that it can prepend runc's
+filter with it, exports the program and installs it itself (``process.seccomp_set_mode_filter``) so that it can prepend runc's
 ``-ENOSYS`` stub first. The library is opened on first use, so importing this module costs only ``ctypes``.
 
 Every function takes and returns plain Python values; a filter context is an opaque ``int``. libseccomp reports
@@ -16,7 +16,7 @@ import os
 from collections import namedtuple
 from functools import cache
 
-from sampan._linux.libc import syscall
+from sampan._linux.process import SECCOMP_FILTER_FLAG_NEW_LISTENER as FILTER_FLAG_NEW_LISTENER  # noqa: F401
 
 TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -53,10 +53,8 @@ ATTR_CTL_OPTIMIZE = 8
 ATTR_API_SYSRAWRC = 9
 
 # seccomp(2) (linux/seccomp.h).
-SECCOMP_SET_MODE_FILTER = 1
 FILTER_FLAG_LOG = 1 << 1
 FILTER_FLAG_SPEC_ALLOW = 1 << 2
-FILTER_FLAG_NEW_LISTENER = 1 << 3
 USER_NOTIF_FLAG_CONTINUE = 1 << 0
 
 _NR_SCMP_ERROR = -1
@@ -98,10 +96,6 @@ class _Notif(ctypes.Structure):
 class _NotifResp(ctypes.Structure):
     _fields_ = [("id", ctypes.c_uint64), ("val", ctypes.c_int64), ("error", ctypes.c_int32),
                 ("flags", ctypes.c_uint32)]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 _SIGNATURES: dict[str, tuple[object, list[object]]] = {
@@ -286,19 +280,6 @@ def notify_respond(fd: int, notification_id: int, val: int = 0, error: int = 0, 
 def notify_id_valid(fd: int, notification_id: int) -> bool:
     """Whether the process behind a notification still waits (guards against pid reuse)."""
     return bool(_lib().seccomp_notify_id_valid(fd, notification_id) == 0)
-
-
-def set_mode_filter(program: bytes, flags: int) -> int:
-    """Install a BPF ``program`` in the calling thread with ``seccomp(SECCOMP_SET_MODE_FILTER, flags)``.
-
-    Returns the syscall's result: the listener fd when ``flags`` has FILTER_FLAG_NEW_LISTENER, else 0. The
-    kernel requires no_new_privs or CAP_SYS_ADMIN; the caller sets the former when the spec asks for it.
-    """
-    if not program or len(program) % 8:
-        raise OSError(errno.EINVAL, "a BPF program is a non-empty array of 8-byte instructions")
-    buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))
-    return syscall("seccomp", ctypes.c_long(SECCOMP_SET_MODE_FILTER), ctypes.c_long(flags), ctypes.byref(fprog))
 
 
 # --- the supervisor's side of user notification, by raw ioctls (no libseccomp: a monitor answers with these) ----

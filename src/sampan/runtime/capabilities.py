@@ -7,7 +7,7 @@ keep-caps so the permitted set survives, then effective/permitted/inheritable ar
 from __future__ import annotations
 
 from sampan._linux import process as sys_
-from sampan.runtime.spec import CAPABILITIES
+from sampan.runtime.constants import CAPABILITIES
 
 TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
 if TYPE_CHECKING:

@@ -17,111 +17,159 @@ from sampan.errors import InvalidArgument, SampanError
 
 TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
 if TYPE_CHECKING:
-    from argparse import ArgumentParser as _Parser
-    from argparse import Namespace
     from typing import Any
 
+# The command line is runc's (urfave/cli): global flags, a verb, the verb's flags and its arguments. It is parsed
+# by the small table-driven parser below rather than argparse: argparse with gettext, locale and shutil (which
+# its help formatter imports) costs several milliseconds of every ``create``, more than the parsing is worth.
+# A flag is (names, kind, default): "str" takes a value, "bool" none, "int" an integer, "list" a repeatable
+# value, "ints" a repeatable integer; a str flag with a tuple default (choices) defaults to the first choice.
+Flag = tuple  # (tuple[str, ...], str, object)
 
-REMAINDER = "..."  # argparse.REMAINDER, without importing argparse before a re-exec
+_GLOBAL: list[Flag] = [
+    (("--root",), "str", "/run/sampan-runc"), (("--log",), "str", ""),
+    (("--log-format",), "str", ("text", "json")), (("--debug",), "bool", False),
+    (("--systemd-cgroup",), "bool", False), (("--rootless",), "str", "auto"), (("--criu",), "str", ""),
+    (("-v", "--version"), "bool", False),
+]
+_CREATE: list[Flag] = [
+    (("-b", "--bundle"), "str", "."), (("--pid-file",), "str", None), (("--console-socket",), "str", None),
+    (("--no-pivot",), "bool", False), (("--no-new-keyring",), "bool", False), (("--preserve-fds",), "int", 0),
+]
+_EXEC: list[Flag] = [
+    (("-p", "--process"), "str", None), (("-d", "--detach"), "bool", False), (("-t", "--tty"), "bool", False),
+    (("--console-socket",), "str", None), (("--pid-file",), "str", None), (("-e", "--env"), "list", None),
+    (("-u", "--user"), "str", None), (("-g", "--additional-gids"), "ints", None), (("--cwd",), "str", None),
+    (("-c", "--cap"), "list", None), (("--no-new-privs",), "bool", False), (("--preserve-fds",), "int", 0),
+    (("--process-label",), "str", None), (("--apparmor",), "str", None), (("--ignore-paused",), "bool", False),
+    (("--cgroup",), "list", None),
+]
+_UPDATE: list[Flag] = [(("-r", "--resources"), "str", None)] + [
+    ((flag,), "str", None) for flag in (
+        "--memory", "--memory-swap", "--memory-reservation", "--kernel-memory", "--cpu-shares", "--cpu-quota",
+        "--cpu-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit", "--blkio-weight", "--cpu-rt-period",
+        "--cpu-rt-runtime", "--l3-cache-schema", "--mem-bw-schema")]
+_FORMAT: Flag = (("-f", "--format"), "str", ("table", "json"))
 
-
-
-
-def _create_args(c: _Parser, run: bool = False) -> None:
-    c.add_argument("-b", "--bundle", default=".")
-    c.add_argument("--pid-file")
-    c.add_argument("--console-socket")
-    c.add_argument("--no-pivot", action="store_true")
-    c.add_argument("--no-new-keyring", action="store_true")
-    c.add_argument("--preserve-fds", type=int, default=0)
-    if run:
-        c.add_argument("-d", "--detach", action="store_true")
-        c.add_argument("--keep", action="store_true")
-
-
-def _exec_args(c: _Parser) -> None:
-    c.add_argument("command", nargs=REMAINDER)
-    c.add_argument("-p", "--process")
-    c.add_argument("-d", "--detach", action="store_true")
-    c.add_argument("-t", "--tty", action="store_true")
-    c.add_argument("--console-socket")
-    c.add_argument("--pid-file")
-    c.add_argument("-e", "--env", action="append", default=[])
-    c.add_argument("-u", "--user")
-    c.add_argument("-g", "--additional-gids", action="append", type=int, default=[])
-    c.add_argument("--cwd")
-    c.add_argument("-c", "--cap", action="append", default=[])
-    c.add_argument("--no-new-privs", action="store_true")
-    c.add_argument("--preserve-fds", type=int, default=0)
-    c.add_argument("--process-label")
-    c.add_argument("--apparmor")
-    c.add_argument("--ignore-paused", action="store_true")
-    c.add_argument("--cgroup", action="append", default=[])
-
-
-def _update_args(c: _Parser) -> None:
-    c.add_argument("-r", "--resources")
-    for flag in ("--memory", "--memory-swap", "--memory-reservation", "--kernel-memory", "--cpu-shares",
-                 "--cpu-quota", "--cpu-period", "--cpuset-cpus", "--cpuset-mems", "--pids-limit",
-                 "--blkio-weight", "--cpu-rt-period", "--cpu-rt-runtime", "--l3-cache-schema", "--mem-bw-schema"):
-        c.add_argument(flag)
-
-
-def _list_args(c: _Parser, ps: bool = False) -> None:
-    c.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    if ps:
-        c.add_argument("ps_args", nargs=REMAINDER)
-    else:
-        c.add_argument("-q", "--quiet", action="store_true")
-
-
-def _none(_: _Parser) -> None:
-    return None
-
-
-# verb -> (takes a container id, adds the verb's own flags)
-_VERBS: dict[str, tuple[bool, Any]] = {
-    "create": (True, _create_args), "run": (True, lambda c: _create_args(c, run=True)),
-    "start": (True, _none), "state": (True, _none), "pause": (True, _none), "resume": (True, _none),
-    "delete": (True, lambda c: c.add_argument("-f", "--force", action="store_true")),
-    "kill": (True, lambda c: (c.add_argument("signal", nargs="?", default="SIGTERM"),
-                              c.add_argument("-a", "--all", action="store_true"))),
-    "list": (False, _list_args), "ps": (True, lambda c: _list_args(c, ps=True)),
-    "exec": (True, _exec_args), "update": (True, _update_args),
-    "events": (True, lambda c: (c.add_argument("--stats", action="store_true"),
-                                c.add_argument("--interval", default="5s"))),
-    "spec": (False, lambda c: (c.add_argument("-b", "--bundle", default="."),
-                               c.add_argument("--rootless", action="store_true"))),
-    "features": (False, _none),
+# verb -> (its flags, its positional arguments; "*name" takes all the words that follow, flags included)
+_VERBS: dict[str, tuple[list[Flag], tuple[str, ...]]] = {
+    "create": (_CREATE, ("id",)),
+    "run": (_CREATE + [(("-d", "--detach"), "bool", False), (("--keep",), "bool", False)], ("id",)),
+    "start": ([], ("id",)), "state": ([], ("id",)), "pause": ([], ("id",)), "resume": ([], ("id",)),
+    "delete": ([(("-f", "--force"), "bool", False)], ("id",)),
+    "kill": ([(("-a", "--all"), "bool", False)], ("id", "?signal")),
+    "list": ([_FORMAT, (("-q", "--quiet"), "bool", False)], ()),
+    "ps": ([_FORMAT], ("id", "*ps_args")),
+    "exec": (_EXEC, ("id", "*command")),
+    "update": (_UPDATE, ("id",)),
+    "events": ([(("--stats",), "bool", False), (("--interval",), "str", "5s")], ("id",)),
+    "spec": ([(("-b", "--bundle"), "str", "."), (("--rootless",), "bool", False)], ()),
+    "features": ([], ()),
 }
 
 
-def _parser(verb: str | None) -> _Parser:
-    """Only the verb being run gets its sub-parser built: building all of them costs more than the verb."""
-    import argparse
+class Args:
+    """The parsed command line: one attribute per flag (dashes as underscores) and per positional argument."""
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message: str) -> None:  # type: ignore[override]
-            raise InvalidArgument(message)
+    verb: str | None
+    help: bool
+    id: str
 
-    p = Parser(prog="sampan-runc", allow_abbrev=False)
-    p.add_argument("--root", default="/run/sampan-runc")
-    p.add_argument("--log", default="")
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--rootless", default="auto")
-    p.add_argument("--criu", default="")
-    p.add_argument("-v", "--version", action="store_true")
-    sub = p.add_subparsers(dest="verb")
-    for name, (takes_id, add) in _VERBS.items():
-        if verb in _VERBS and name != verb:
-            continue
-        c = sub.add_parser(name)
-        if takes_id:
-            c.add_argument("id")
-        add(c)
-    return p
+
+def _option_key(flag: Flag) -> str:
+    return flag[0][-1].lstrip("-").replace("-", "_")
+
+
+def _defaults(args: Args, flags: list[Flag]) -> dict[str, Flag]:
+    by_name = {}
+    for flag in flags:
+        names, kind, default = flag
+        if kind in ("list", "ints"):
+            default = []
+        elif isinstance(default, tuple):
+            default = default[0]
+        setattr(args, _option_key(flag), default)
+        by_name.update(dict.fromkeys(names, flag))
+    return by_name
+
+
+def _take_flag(args: Args, words: list[str], i: int, by_name: dict[str, Flag], where: str) -> int:
+    """Apply the flag at ``words[i]``; returns the index of the next word."""
+    word = words[i]
+    name, has_value, value = word.partition("=")
+    flag = by_name.get(name)
+    if flag is None:
+        raise InvalidArgument(f"flag provided but not defined: {name}" + (f" ({where})" if where else ""))
+    _, kind, default = flag
+    if kind == "bool":
+        if has_value and value not in ("true", "false"):
+            raise InvalidArgument(f"invalid boolean value {value!r} for flag {name}")
+        setattr(args, _option_key(flag), value != "false")
+        return i + 1
+    if not has_value:
+        if i + 1 >= len(words):
+            raise InvalidArgument(f"flag needs an argument: {name}")
+        value, i = words[i + 1], i + 1
+    if isinstance(default, tuple) and value not in default:
+        raise InvalidArgument(f"invalid value {value!r} for flag {name} (choose from {', '.join(default)})")
+    if kind in ("int", "ints"):
+        try:
+            converted: Any = int(value)
+        except ValueError:
+            raise InvalidArgument(f"invalid value {value!r} for flag {name}: not an integer") from None
+    else:
+        converted = value
+    if kind in ("list", "ints"):
+        getattr(args, _option_key(flag)).append(converted)
+    else:
+        setattr(args, _option_key(flag), converted)
+    return i + 1
+
+
+def parse(argv: list[str]) -> Args:
+    """runc's command line: global flags, the verb, then its flags and arguments in any order, except that a
+    ``*`` argument (exec's command, ps's options) takes everything after it; ``--`` ends the flags."""
+    args = Args()
+    by_name = _defaults(args, _GLOBAL)
+    args.verb, args.help = None, False
+    i = 0
+    while i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-", "--"):
+        if argv[i] in ("-h", "--help"):
+            args.help = True
+            return args
+        i = _take_flag(args, argv, i, by_name, "")
+    if i == len(argv):
+        return args
+    args.verb = argv[i]
+    if args.verb not in _VERBS:
+        raise InvalidArgument(f"no such command: {args.verb}")
+    flags, positionals = _VERBS[args.verb]
+    by_name = _defaults(args, flags)
+    for positional in positionals:
+        setattr(args, positional.lstrip("*?"), [] if positional.startswith("*") else None)
+    words, remaining, flags_done = argv[i + 1:], list(positionals), False
+    j = 0
+    while j < len(words):
+        word = words[j]
+        if remaining and remaining[0].startswith("*"):
+            setattr(args, remaining.pop(0)[1:], words[j:])
+            break
+        if not flags_done and word == "--":
+            flags_done = True
+            j += 1
+        elif not flags_done and word.startswith("-") and word != "-":
+            j = _take_flag(args, words, j, by_name, args.verb)
+        elif remaining:
+            setattr(args, remaining.pop(0).lstrip("?"), word)
+            j += 1
+        else:
+            raise InvalidArgument(f"{args.verb}: unexpected argument {word!r}")
+    missing = [name for name in remaining if not name.startswith(("*", "?"))]
+    if missing:
+        raise InvalidArgument(f"{args.verb}: missing argument: {missing[0].replace('id', 'container id')}")
+    if args.verb == "kill" and args.signal is None:
+        args.signal = "SIGTERM"
+    return args
 
 
 def _signal(text: str) -> int:
@@ -139,7 +187,7 @@ def _print_json(value: Any) -> None:
     print(json.dumps(value, indent=2))
 
 
-def _exec_process(runtime: Any, a: Namespace) -> dict[str, Any]:
+def _exec_process(runtime: Any, a: Args) -> dict[str, Any]:
     """The process to exec: a process.json, or the container's process with runc's command-line overrides."""
     if a.process:
         from sampan.runtime import spec as specs
@@ -171,7 +219,7 @@ def _exec_process(runtime: Any, a: Namespace) -> dict[str, Any]:
     return base
 
 
-def _update_resources(a: Namespace) -> dict[str, Any]:
+def _update_resources(a: Args) -> dict[str, Any]:
     if a.resources:
         data = sys.stdin.read() if a.resources == "-" else open(a.resources).read()
         try:
@@ -203,7 +251,7 @@ def _update_resources(a: Namespace) -> dict[str, Any]:
     return res
 
 
-def _ps(runtime: Any, a: Namespace) -> int:
+def _ps(runtime: Any, a: Args) -> int:
     pids = runtime.pids(a.id)
     if a.format == "json":
         print(json.dumps(pids))
@@ -235,7 +283,7 @@ def _owner(runtime: Any, container_id: str) -> str:
         return f"#{uid}"
 
 
-def _list(runtime: Any, a: Namespace) -> int:
+def _list(runtime: Any, a: Args) -> int:
     states = [dict(s, owner=_owner(runtime, s["id"])) for s in runtime.list()]
     if a.quiet:
         for s in states:
@@ -252,7 +300,7 @@ def _list(runtime: Any, a: Namespace) -> int:
     return 0
 
 
-def _events(runtime: Any, a: Namespace) -> int:
+def _events(runtime: Any, a: Args) -> int:
     from sampan.units import parse_duration
 
     interval = parse_duration(a.interval)
@@ -263,7 +311,7 @@ def _events(runtime: Any, a: Namespace) -> int:
         time.sleep(interval)
 
 
-def _spec(a: Namespace) -> int:
+def _spec(a: Args) -> int:
     from sampan.runtime import spec as specs
 
     path = os.path.join(a.bundle, "config.json")
@@ -282,7 +330,7 @@ def _features() -> int:
     return 0
 
 
-def dispatch(a: Namespace) -> int:
+def dispatch(a: Args) -> int:
     if a.verb == "spec":
         return _spec(a)
     if a.verb == "features":
@@ -323,7 +371,7 @@ def dispatch(a: Namespace) -> int:
     return 0
 
 
-def _log_error(a: Namespace | None, message: str) -> None:
+def _log_error(a: Args | None, message: str) -> None:
     """Errors go where runc puts them: the --log file (JSON for the shim) or stderr."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if a is not None and a.log_format == "json":
@@ -336,7 +384,7 @@ def _log_error(a: Namespace | None, message: str) -> None:
     print(line if a is None or a.log_format != "json" else message, file=sys.stderr)
 
 
-def _fail(a: Namespace | None, message: str) -> int:
+def _fail(a: Args | None, message: str) -> int:
     """Log the error; ``exec`` failures exit 255 with runc's "exec failed:" prefix, everything else 1."""
     if a is not None and getattr(a, "verb", None) == "exec":
         _log_error(a, f"exec failed: {message}")
@@ -345,11 +393,14 @@ def _fail(a: Namespace | None, message: str) -> int:
     return 1
 
 
-def main(argv: list[str], verb: str | None) -> int:
-    """Run one command; ``entry.main`` found the verb (and re-executed read-only where needed)."""
+def main(argv: list[str]) -> int:
+    """Run one command; returns the exit status."""
     a = None
     try:
-        a = _parser(verb).parse_args(argv)
+        a = parse(argv)
+        if a.help:
+            print(f"usage: sampan-runc [global options] {{{','.join(_VERBS)}}} [options] [arguments]")
+            return 0
         if a.version:
             from sampan import __version__
 

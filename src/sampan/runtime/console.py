@@ -50,6 +50,11 @@ def open_pty() -> tuple[int, int]:
     return master, slave
 
 
+def socket_from_fd(fd: int) -> socket.socket:
+    """The console socket the runtime connected (runc's --console-socket), as inherited by the container's init."""
+    return socket.socket(fileno=fd)
+
+
 def send_fd(sock: socket.socket, fd: int, name: str) -> None:
     """runc's console-socket message: the pty name as payload, the master fd as SCM_RIGHTS."""
     sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])

@@ -1,7 +1,8 @@
 """The runtime's lifecycle verbs, on the runtime side (the parent): create, start, run, exec, kill, delete, ...
 
-The parent validates everything before anything is created, then forks the container (see ``init``) and answers
-its requests over a socket pair: map the user namespace, run the createRuntime hooks, and wait for "ready". Any
+The parent validates everything before anything is created, then forks the container (see ``init``), which
+re-executes from a read-only view of the interpreter while the parent puts it in its cgroup, and answers its
+requests over a socket pair: map the user namespace, run the createRuntime hooks, and wait for "ready". Any
 failure before "ready" removes what was made: the init process, the cgroup and the state directory.
 """
 
@@ -9,16 +10,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
-from datetime import UTC, datetime
 
 from sampan._linux import process as sys_
 from sampan._linux.proc import process_start_time, process_state
 from sampan.errors import Conflict, InvalidArgument, NotFound, SampanError
-from sampan.runtime import console, init
+from sampan.runtime import init
 from sampan.runtime import spec as specs
-from sampan.runtime.capabilities import CapabilityPlan
 from sampan.runtime.cgroups import open_cgroup
 from sampan.runtime.hooks import HookError, run_hooks
 from sampan.runtime.state import EXEC_FIFO, OCI_VERSION, State, StateStore
@@ -33,9 +31,8 @@ class ContainerError(SampanError):
 
 
 def _now() -> str:
-    now = time.time()
-    return datetime.fromtimestamp(int(now), UTC).strftime("%Y-%m-%dT%H:%M:%S") + \
-        f".{int((now % 1) * 1e9):09d}Z"
+    now = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now // 10**9)) + f".{now % 10**9:09d}Z"
 
 
 def _write_pid_file(path: str | None, pid: int) -> None:
@@ -50,6 +47,8 @@ def _write_pid_file(path: str | None, pid: int) -> None:
 def _connect_console(path: str | None) -> int:
     if not path:
         return -1
+    import socket
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -77,6 +76,11 @@ def compile_seccomp(config: dict[str, Any]) -> Any:
         seccomp_mod.validate(seccomp)
         _FILTERS[key] = seccomp_mod.compile_filter(seccomp)
     return _FILTERS[key]
+
+
+def _program(seccomp_filter: Any) -> tuple[bytes, int] | None:
+    """What the container's init needs of a compiled filter: the program and its seccomp(2) flags."""
+    return None if seccomp_filter is None else (seccomp_filter.export_bpf(), seccomp_filter.flags)
 
 
 # runc's AllowedDevices: mknod of anything, the default devices, ptys and tun, on top of the spec's own rules.
@@ -120,6 +124,16 @@ class Runtime:
                console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
                console_fd: int = -1, config: dict[str, Any] | None = None) -> State:
         bundle = os.path.abspath(bundle)
+        first = init.InitProcess(preserve_fds)  # its interpreter starts while we load the spec and the cgroup
+        try:
+            return self._create(first, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
+                                no_pivot=no_pivot, preserve_fds=preserve_fds, console_fd=console_fd, config=config)
+        finally:
+            first.abandon()
+
+    def _create(self, first: init.InitProcess, container_id: str, bundle: str, *, pid_file: str | None,
+                console_socket: str | None, no_pivot: bool, preserve_fds: int, console_fd: int,
+                config: dict[str, Any] | None) -> State:
         config = specs.load(bundle) if config is None else config
         rootfs = specs.rootfs_path(config, bundle)
         linux = config.get("linux") or {}
@@ -140,12 +154,11 @@ class Runtime:
                           cgroup_path=cgroup.path, config=config, annotations=config.get("annotations") or {})
             plan = init.InitPlan(spec=config, rootfs=rootfs, bundle=bundle, process=process,
                                  namespaces=list(linux.get("namespaces") or []),
-                                 caps=CapabilityPlan(process.get("capabilities")),
                                  fifo_fd=os.open(fifo, os.O_PATH | os.O_CLOEXEC),
                                  console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
-                                 seccomp=seccomp_filter,
-                                 no_pivot=no_pivot, preserve_fds=preserve_fds)
-            init_pid = self._spawn(plan, cgroup, state)
+                                 seccomp=_program(seccomp_filter), no_pivot=no_pivot, preserve_fds=preserve_fds,
+                                 cgroup_version=cgroup.version)
+            init_pid = self._spawn(first, plan, cgroup, state)
             state.pid, state.pid_start = init_pid, process_start_time(init_pid) or ""
             self.states.save(state)
             _write_pid_file(pid_file, init_pid)
@@ -164,43 +177,44 @@ class Runtime:
                 pass
             raise
 
-    def _spawn(self, plan: init.InitPlan, cgroup: Any, state: State) -> int:
-        """Fork the container and serve its requests until it is ready; returns the container's pid."""
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _spawn(self, first: init.InitProcess, plan: init.InitPlan, cgroup: Any, state: State) -> int:
+        """Hand the plan to the container's first process and serve its requests until the container is ready;
+        returns the container's pid."""
+        parent = first.channel
         plan.state = state.oci_state("")
-        first = os.fork()
-        if first == 0:
-            parent.close()
-            init.stage1(child, plan)
-        child.close()
-        for fd in (plan.fifo_fd, plan.console_fd):
-            if fd >= 0:
-                os.close(fd)
         container_pid = 0
         try:
-            cgroup.add(first)
             try:
-                init.send(parent, type="go")
-            except BrokenPipeError:  # it failed before reading: its error message, if any, is waiting
-                reason = init.recv(parent)
+                try:
+                    first.send_plan(plan)
+                finally:
+                    for fd in (plan.fifo_fd, plan.console_fd):
+                        if fd >= 0:
+                            os.close(fd)
+                # On cgroup v1 the first migration waits for an RCU grace period (~10 ms): the child spends it
+                # starting its interpreter, and waits for "go" before it enters any namespace.
+                cgroup.add(first.pid)
+                parent.send(type="go")
+            except (BrokenPipeError, ConnectionResetError):  # it failed first: its error message may be waiting
+                reason = parent.recv()
                 raise ContainerError(reason.get("message") or "container init exited before it started") \
                     from None
             while True:
-                message = init.recv(parent)
+                message = parent.recv()
                 kind = message.get("type")
                 if kind == "map-user":
-                    _write_maps(first, plan.spec.get("linux") or {})
-                    init.send(parent, type="mapped")
+                    _write_maps(first.pid, plan.spec.get("linux") or {})
+                    parent.send(type="mapped")
                 elif kind == "pid":
                     container_pid = message["pid"]
                 elif kind == "hooks":
                     hook_state = dict(plan.state, pid=container_pid, status="creating")
                     run_hooks(plan.spec, "prestart", hook_state)
                     run_hooks(plan.spec, "createRuntime", hook_state)
-                    init.send(parent, type="continue")
+                    parent.send(type="continue")
                 elif kind == "seccomp-listener":
                     self._hand_listener(plan, message.get("fds") or [], container_pid)
-                    init.send(parent, type="continue")
+                    parent.send(type="continue")
                 elif kind == "ready":
                     return container_pid
                 elif kind == "error":
@@ -212,11 +226,7 @@ class Runtime:
                 _kill_and_wait(container_pid)
             raise
         finally:
-            parent.close()
-            try:
-                os.waitpid(first, 0)
-            except ChildProcessError:
-                pass
+            first.reap()
 
     @staticmethod
     def _hand_listener(plan: init.InitPlan, fds: list[int], container_pid: int) -> None:
@@ -268,6 +278,8 @@ class Runtime:
         config = specs.load(os.path.abspath(bundle))
         ours = theirs = None
         if not detach and not console_socket and (config.get("process") or {}).get("terminal"):
+            import socket
+
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         state = self.create(container_id, bundle, pid_file=pid_file, console_socket=console_socket,
                             no_pivot=no_pivot, preserve_fds=preserve_fds,
@@ -280,6 +292,8 @@ class Runtime:
         if detach:
             return 0
         if ours is not None:
+            from sampan.runtime import console
+
             master = console.recv_fd(ours)
             ours.close()
             console.proxy(master, lambda: process_state(state.pid) in (None, "Z"))
@@ -291,22 +305,27 @@ class Runtime:
     def exec(self, container_id: str, process: dict[str, Any], *, detach: bool = False,
              pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
              console_fd: int = -1, agent_optional: bool = False) -> int:
-        state = self.states.load(container_id)
-        status = state.status(self.states.dir(container_id))
-        if status not in ("running", "created"):
-            raise Conflict(f"cannot exec in a {status} container")
-        if process.get("terminal") and not console_socket and console_fd < 0:
-            raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
         if not detach:
             sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
-        config = dict(state.config, process=process)
-        plan = init.InitPlan(spec=config, rootfs=state.rootfs, bundle=state.bundle, process=process,
-                             namespaces=[], caps=CapabilityPlan(process.get("capabilities")),
-                             console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
-                             seccomp=compile_seccomp(config),
-                             join_pid=state.pid, preserve_fds=preserve_fds)
-        plan.agent_optional = agent_optional
-        pid = self._spawn(plan, open_cgroup(state.cgroup_path), state)
+        first = init.InitProcess(preserve_fds)  # its interpreter starts while we check the container
+        try:
+            state = self.states.load(container_id)
+            status = state.status(self.states.dir(container_id))
+            if status not in ("running", "created"):
+                raise Conflict(f"cannot exec in a {status} container")
+            if process.get("terminal") and not console_socket and console_fd < 0:
+                raise InvalidArgument("cannot allocate tty if runc will detach without setting console socket")
+            config = dict(state.config, process=process)
+            cgroup = open_cgroup(state.cgroup_path)
+            plan = init.InitPlan(spec=config, rootfs=state.rootfs, bundle=state.bundle, process=process,
+                                 namespaces=[],
+                                 console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
+                                 seccomp=_program(compile_seccomp(config)), join_pid=state.pid,
+                                 preserve_fds=preserve_fds, cgroup_version=cgroup.version)
+            plan.agent_optional = agent_optional
+            pid = self._spawn(first, plan, cgroup, state)
+        finally:
+            first.abandon()
         _write_pid_file(pid_file, pid)
         return 0 if detach else wait_forwarding_signals(pid)
 

@@ -1,10 +1,15 @@
-"""Run the runtime from a read-only view of its own interpreter (CVE-2019-5736).
+"""Start the container's init from a read-only view of the interpreter (CVE-2019-5736).
 
-A container process that execs ``#!/proc/self/exe`` while our init is still its image, or reaches our
+A container process that execs ``#!/proc/self/exe`` while our init is still its image, or reaches our init's
 ``/proc/PID/exe`` otherwise, gets a handle on the host's Python interpreter. If that file sits on a writable
-mount, the container can later overwrite it and own the next root process that runs Python. So before creating or
-entering a container we re-execute once from a detached, read-only bind of the interpreter (``open_tree`` +
-``mount_setattr`` + ``execveat``): no copy, and the mount vanishes with the last process using it.
+mount, the container can later overwrite it and own the next root process that runs Python. So the process that
+enters the container re-executes, right after the fork, from a detached read-only bind of the interpreter
+(``open_tree`` + ``mount_setattr`` + ``execveat``): no copy, and the mount vanishes with the last process using
+it. Only that process does (as ``runc init``): the runtime itself never enters a container and stays where it is,
+so the new interpreter's start overlaps with the runtime's cgroup set-up instead of adding to it.
+
+The new interpreter runs isolated (``-I``: no environment variables, no user site) and without ``site``
+(``-S``): it imports only the init code, from the directory this package was loaded from.
 """
 
 from __future__ import annotations
@@ -12,22 +17,18 @@ from __future__ import annotations
 import os
 import sys
 
-from sampan.errors import SampanError
+import sampan
+from sampan._linux import process as sys_
 
-_MARKER = "_SAMPAN_RUNTIME_RO_EXE"
+# argv[1]: the directory holding the sampan package; argv[2]: the channel's fd (see ``init.boot``).
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from sampan.runtime.init import boot; boot(int(sys.argv[2]))"
+_PASSED_ENV = ("SAMPAN_RUNC_DEBUG",)
 
 
-def ensure_readonly_exe() -> None:
-    """Return when /proc/self/exe is on a read-only mount; otherwise re-exec from one (never returns)."""
-    if os.statvfs("/proc/self/exe").f_flag & os.ST_RDONLY:
-        os.environ.pop(_MARKER, None)
-        return
-    if os.environ.get(_MARKER):
-        raise SampanError("cannot run the runtime from a read-only view of its interpreter")
-    from sampan._linux import process as sys_
-
+def exec_init(channel_fd: int) -> None:
+    """Replace this (forked) process with a fresh interpreter running ``init.boot``; returns only on failure."""
     fd = sys_.open_tree(os.path.realpath("/proc/self/exe"))
     sys_.mount_setattr(fd, sys_.MOUNT_ATTR_RDONLY, 0, recursive=False)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    sys_.execveat(fd, sys.orig_argv, {**os.environ, _MARKER: "1"})
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(sampan.__file__)))
+    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+    sys_.execveat(fd, [sys.executable, "-I", "-S", "-B", "-c", _BOOT, package_parent, str(channel_fd)], env)

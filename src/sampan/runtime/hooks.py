@@ -1,9 +1,10 @@
-"""OCI hooks: run each with the container state on stdin, its own args/env, and its timeout."""
+"""OCI hooks: run each with the container state on stdin, its own args/env, and its timeout.
+
+``json`` and ``subprocess`` are imported when there are hooks to run: most containers have none, and the
+container's init imports this module (it preloads those two when its spec has hooks; see ``init._preload``).
+"""
 
 from __future__ import annotations
-
-import json
-import subprocess
 
 from sampan.errors import SampanError
 
@@ -18,11 +19,18 @@ class HookError(SampanError):
 
 def run_hooks(spec: dict[str, Any], stage: str, state: dict[str, Any]) -> None:
     """Run the hooks of ``stage`` in order; the first failure stops the rest (the caller decides what follows)."""
-    for i, hook in enumerate((spec.get("hooks") or {}).get(stage) or []):
+    hooks = (spec.get("hooks") or {}).get(stage) or []
+    if not hooks:
+        return
+    import json
+    import subprocess
+
+    for i, hook in enumerate(hooks):
         args = hook.get("args") or [hook["path"]]
         try:
             proc = subprocess.run(args, executable=hook["path"], input=json.dumps(state).encode(),
-                                  env=_env(hook.get("env")), capture_output=True, timeout=hook.get("timeout"))
+                                  env=_env(hook.get("env")), capture_output=True, timeout=hook.get("timeout"),
+                                  check=False)
         except subprocess.TimeoutExpired:
             raise HookError(f"{stage} hook #{i} ({hook['path']}) timed out after {hook['timeout']}s") from None
         except OSError as e:

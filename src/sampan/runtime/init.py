@@ -1,26 +1,25 @@
 """The processes that become the container: namespace entry, rootfs setup, privileges, exec.
 
-``create`` forks a first child that joins or creates the namespaces (a user namespace first, mapped by the
-parent) and forks again, so the grandchild is PID 1 of a new PID namespace; the first child exits. The grandchild
+``create`` forks a first child, which re-executes as a fresh interpreter from a read-only view of itself
+(``InitProcess``/``boot``, see ``exe``), receives this plan over the channel, then joins or creates the namespaces (a
+user namespace first, mapped by the parent) and forks again, so the grandchild is PID 1 of a new PID namespace; the first child exits. The grandchild
 sets up the root filesystem, reports "ready", blocks on the exec fifo until ``start``, drops privileges and execs.
 ``exec`` takes the same path but joins an existing container's namespaces.
 
 Everything this code needs is imported before ``pivot_root``: after it, the filesystem belongs to the container
-and nothing may be loaded from it (CVE-2019-14271). The processes are non-dumpable until the final exec, so the
-container cannot reach the host interpreter through /proc/PID/exe (CVE-2019-5736). All fds other than stdio
+and nothing may be loaded from it (CVE-2019-14271). The processes are non-dumpable until the final exec and run
+from a read-only view of the interpreter, so the container can neither reach nor overwrite the host interpreter
+through /proc/PID/exe (CVE-2019-5736). All fds other than stdio
 (and explicitly preserved ones) are closed-on-exec and the cwd is checked after ``chdir`` (CVE-2024-21626).
 """
 
 from __future__ import annotations
 
+import _signal  # not ``signal``: its enum wrappers cost milliseconds of this process's start-up
 import errno
-import json
 import os
 import resource
-import signal
-import socket
 import stat
-import subprocess  # noqa: F401 - hooks run inside the container: import now, never after pivot_root
 import sys
 
 from sampan._linux import flags as kflags
@@ -33,8 +32,9 @@ from sampan._linux.syscalls import (
     RESOLVE_NO_XDEV,
     openat2,
 )
-from sampan.runtime import console, rootfs
+from sampan.runtime import rootfs
 from sampan.runtime.capabilities import CapabilityPlan
+from sampan.runtime.channel import Channel
 from sampan.runtime.constants import NAMESPACE_FLAGS, PERSONALITY_DOMAINS, RLIMITS
 from sampan.runtime.hooks import run_hooks
 
@@ -48,61 +48,142 @@ NS_FILES = {"user": "user", "ipc": "ipc", "uts": "uts", "network": "net", "pid":
 NS_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 
 
-# ---------------------------------------------------------------------------------------------- sync channel
-
-
-def send(sock: socket.socket, fds: list[int] = (), **message: Any) -> None:
-    """One JSON line; ``fds`` travel with it as SCM_RIGHTS."""
-    data = json.dumps(message).encode() + b"\n"
-    if fds:
-        socket.send_fds(sock, [data], list(fds))
-    else:
-        sock.sendall(data)
-
-
-_pending: dict[int, tuple[bytes, list[int]]] = {}
-
-
-def recv(sock: socket.socket) -> dict[str, Any]:
-    """One JSON line (fds received with it in ``message["fds"]``); what follows stays buffered for next time."""
-    key = sock.fileno()
-    data, fds = _pending.pop(key, (b"", []))
-    while b"\n" not in data:
-        chunk, new_fds, _, _ = socket.recv_fds(sock, 65536, 4)
-        if not chunk:
-            return {"type": "eof"}
-        data += chunk
-        fds += new_fds
-    line, _, rest = data.partition(b"\n")
-    if rest:
-        _pending[key] = (rest, [])
-    message = json.loads(line)
-    if fds:
-        message["fds"] = fds
-    return message
-
-
 class InitPlan:
-    """Everything the children need, computed by the parent before forking."""
+    """Everything the children need, computed by the parent before forking; it travels to the re-executed init
+    as plain data (``wire``), so it holds nothing but JSON-like values and fd numbers."""
+
+    _FIELDS = ("spec", "rootfs", "bundle", "process", "namespaces", "fifo_fd", "console_fd", "seccomp",
+               "join_pid", "no_pivot", "preserve_fds", "cgroup_version", "state")
 
     def __init__(self, spec: dict[str, Any], rootfs: str, bundle: str, process: dict[str, Any],
-                 namespaces: list[dict[str, Any]], caps: CapabilityPlan, *, fifo_fd: int = -1,
-                 console_fd: int = -1, seccomp: Any = None, join_pid: int = 0, no_pivot: bool = False,
-                 preserve_fds: int = 0) -> None:
+                 namespaces: list[dict[str, Any]], *, fifo_fd: int = -1, console_fd: int = -1,
+                 seccomp: tuple[bytes, int] | None = None, join_pid: int = 0, no_pivot: bool = False,
+                 preserve_fds: int = 0, cgroup_version: int = 1, state: dict[str, Any] | None = None) -> None:
         self.spec, self.rootfs, self.bundle, self.process = spec, rootfs, bundle, process
-        self.namespaces, self.caps = namespaces, caps
-        self.fifo_fd, self.console_fd, self.seccomp = fifo_fd, console_fd, seccomp
+        self.namespaces = namespaces
+        self.fifo_fd, self.console_fd = fifo_fd, console_fd
+        self.seccomp = seccomp  # the compiled program and its seccomp(2) flags
         self.join_pid = join_pid  # exec: the container init whose namespaces are joined
         self.no_pivot, self.preserve_fds = no_pivot, preserve_fds
-        self.state: dict[str, Any] = {}
-        self.agent_optional = False  # exec for an engine whose agent may be gone: run without it
+        self.cgroup_version = cgroup_version  # for the "cgroup" mount: read by the parent, not in the container
+        self.state: dict[str, Any] = state or {}
+        self.agent_optional = False  # exec for an engine whose agent may be gone: run without it (parent only)
+        self.caps: CapabilityPlan | None = None  # computed by the init itself (see ``boot``)
+
+    def wire(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any], fds: list[int]) -> InitPlan:
+        """The plan as sent by ``InitProcess.send_plan``: its fds are the ones received with it, in order."""
+        fields = dict(data)
+        received = iter(fds)
+        for name in ("fifo_fd", "console_fd"):
+            if fields[name] >= 0:
+                fields[name] = next(received)
+        return cls(fields.pop("spec"), fields.pop("rootfs"), fields.pop("bundle"), fields.pop("process"),
+                   fields.pop("namespaces"), **fields)
 
     @property
     def new_ns(self) -> set[str]:
         return {ns["type"] for ns in self.namespaces if not ns.get("path")}
 
+    @property
+    def seccomp_notify(self) -> bool:
+        return self.seccomp is not None and bool(self.seccomp[1] & sys_.SECCOMP_FILTER_FLAG_NEW_LISTENER)
 
-def _fail(sock: socket.socket, exc: BaseException) -> None:
+    def load_seccomp(self) -> int | None:
+        """Install the filter in this process; the listener fd when it has NOTIFY rules."""
+        program, flags = self.seccomp  # type: ignore[misc]
+        fd = sys_.seccomp_set_mode_filter(program, flags)
+        return fd if self.seccomp_notify else None
+
+
+# ---------------------------------------------------------------------------------------------- the re-exec
+
+
+class InitProcess:
+    """The container's first process, forked and re-executed as soon as the runtime knows it will need one, so
+    that its interpreter start overlaps the runtime's own work (loading the spec, the cgroup). It then waits for
+    the plan; ``abandon`` ends it if the runtime fails first."""
+
+    def __init__(self, preserve_fds: int = 0) -> None:
+        self.channel, child = Channel.pair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.channel.close()
+            _reexec(child, preserve_fds)
+        child.close()
+
+    def send_plan(self, plan: InitPlan) -> None:
+        """The plan, with the fds it names (the exec fifo, the console) travelling as SCM_RIGHTS."""
+        fds = [fd for fd in (plan.fifo_fd, plan.console_fd) if fd >= 0]
+        self.channel.send(fds, type="plan", plan=plan.wire())
+
+    def reap(self) -> None:
+        """Wait for it to exit (it does once it has forked the container's process, or failed)."""
+        self.channel.close()
+        if self.pid:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.pid = 0
+
+    def abandon(self) -> None:
+        """End it if it is still there (the runtime failed before it was needed), and reap it."""
+        if self.pid:
+            os.kill(self.pid, _signal.SIGKILL)
+        self.reap()
+
+
+def _reexec(channel: Channel, preserve_fds: int) -> None:
+    """The forked child, still the runtime's image: keep only stdio, the channel and the preserved fds, then
+    become a fresh interpreter from a read-only view of itself (see ``exe``). Never returns."""
+    from sampan.runtime.exe import exec_init
+
+    try:
+        keep = {0, 1, 2, channel.fileno(), *range(3, 3 + preserve_fds)}
+        _close_inherited(keep)
+        for fd in keep - {0, 1, 2}:
+            os.set_inheritable(fd, True)
+        exec_init(channel.inheritable())
+    except BaseException as exc:  # noqa: BLE001 - report and die: never return into the runtime's code
+        _fail(channel, exc)
+    os._exit(1)
+
+
+def boot(fd: int) -> None:
+    """The re-executed init: receive the plan, load what the plan will need, then run stage 1. Never returns."""
+    channel = Channel.from_fd(fd)
+    try:
+        sys_.prctl(sys_.PR_SET_DUMPABLE, 0)
+        message = channel.recv()
+        if message.get("type") != "plan":
+            os._exit(1)
+        plan = InitPlan.from_wire(message["plan"], message.get("fds") or [])
+        _preload(plan)
+        plan.caps = CapabilityPlan(plan.process.get("capabilities"))  # read before entering the container
+    except BaseException as exc:  # noqa: BLE001
+        _fail(channel, exc)
+        os._exit(1)
+    stage1(channel, plan)
+
+
+def _preload(plan: InitPlan) -> None:
+    """Import now what this plan will use later: after ``pivot_root`` nothing may be loaded (CVE-2019-14271),
+    and what a plan does not need is not worth this process's start-up time."""
+    hooks = plan.spec.get("hooks") or {}
+    if hooks.get("createContainer") or hooks.get("startContainer"):
+        import json  # noqa: F401 - run_hooks imports these two when it has hooks to run
+        import subprocess  # noqa: F401
+    if plan.process.get("terminal"):
+        import sampan.runtime.console  # noqa: F401 - with socket and termios
+    if any("tmpcopyup" in (m.get("options") or []) for m in plan.spec.get("mounts") or []):
+        import shutil  # noqa: F401 - rootfs copies up with it
+
+
+def _fail(channel: Channel, exc: BaseException) -> None:
     message = str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
@@ -113,7 +194,7 @@ def _fail(sock: socket.socket, exc: BaseException) -> None:
             message += f'\n  File "{code.co_filename}", line {tb.tb_lineno}, in {code.co_name}'
             tb = tb.tb_next
     try:
-        send(sock, type="error", message=message)
+        channel.send(type="error", message=message)
     except OSError:  # the runtime is gone (after start): the container's stderr is all that is left
         os.write(2, f"sampan-runc: {message}\n".encode(errors="replace"))
 
@@ -121,31 +202,33 @@ def _fail(sock: socket.socket, exc: BaseException) -> None:
 # ---------------------------------------------------------------------------------------------- stage 1
 
 
-def stage1(sock: socket.socket, plan: InitPlan) -> None:
-    """First child: enter namespaces, then fork the container process. Never returns."""
+def stage1(channel: Channel, plan: InitPlan) -> None:
+    """First child: once the runtime has put it in the cgroup, enter namespaces, then fork the container
+    process. Never returns."""
     try:
-        sys_.prctl(sys_.PR_SET_DUMPABLE, 0)
-        _close_inherited(sock, plan)
-        if recv(sock).get("type") != "go":
+        if channel.recv().get("type") != "go":
             os._exit(1)
         if plan.join_pid:
             _join_all(plan.join_pid)
         else:
-            _enter_namespaces(sock, plan)
+            _enter_namespaces(channel, plan)
+        reported, report = os.pipe()
         pid = os.fork()
         if pid:
-            send(sock, type="pid", pid=pid)
+            channel.send(type="pid", pid=pid)
             os._exit(0)
-        stage2(sock, plan)
+        os.close(report)
+        os.read(reported, 1)  # EOF once the pid is sent: the runtime must know it before any message of ours
+        os.close(reported)
+        stage2(channel, plan)
     except BaseException as exc:  # noqa: BLE001 - report and die: this process must never return to the caller
-        _fail(sock, exc)
+        _fail(channel, exc)
     os._exit(1)
 
 
-def _close_inherited(sock: socket.socket, plan: InitPlan) -> None:
-    """Close every fd the runtime process had open except the ones the container needs: an fd to a host
-    directory must not survive into a process that is about to enter the container (CVE-2024-21626)."""
-    keep = {0, 1, 2, sock.fileno(), plan.fifo_fd, plan.console_fd, *range(3, 3 + plan.preserve_fds)}
+def _close_inherited(keep: set[int]) -> None:
+    """Close every fd the runtime process had open except ``keep``: an fd to a host directory must not survive
+    into a process that is about to enter the container (CVE-2024-21626)."""
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
@@ -167,7 +250,7 @@ def _join_all(pid: int) -> None:
             os.close(fds[name])
 
 
-def _enter_namespaces(sock: socket.socket, plan: InitPlan) -> None:
+def _enter_namespaces(channel: Channel, plan: InitPlan) -> None:
     by_type = {ns["type"]: ns for ns in plan.namespaces}
     for name in NS_ORDER:  # join the ones given by path, user first
         ns = by_type.get(name)
@@ -177,8 +260,8 @@ def _enter_namespaces(sock: socket.socket, plan: InitPlan) -> None:
             os.close(fd)
     if "user" in plan.new_ns:
         sys_.unshare(kflags.CLONE_NEWUSER)
-        send(sock, type="map-user")
-        if recv(sock).get("type") != "mapped":
+        channel.send(type="map-user")
+        if channel.recv().get("type") != "mapped":
             os._exit(1)
         os.setresgid(0, 0, 0)
         os.setresuid(0, 0, 0)
@@ -198,7 +281,7 @@ def _enter_namespaces(sock: socket.socket, plan: InitPlan) -> None:
 # ---------------------------------------------------------------------------------------------- stage 2
 
 
-def stage2(sock: socket.socket, plan: InitPlan) -> None:
+def stage2(channel: Channel, plan: InitPlan) -> None:
     """The container process: set up, report ready, wait for start, exec. Never returns."""
     try:
         os.setsid()
@@ -206,14 +289,14 @@ def stage2(sock: socket.socket, plan: InitPlan) -> None:
             if plan.process.get("terminal"):
                 _setup_console(plan)
         else:
-            _container_setup(sock, plan)
-        _finish_and_exec(sock, plan)
+            _container_setup(channel, plan)
+        _finish_and_exec(channel, plan)
     except BaseException as exc:  # noqa: BLE001
-        _fail(sock, exc)
+        _fail(channel, exc)
         os._exit(1)
 
 
-def _container_setup(sock: socket.socket, plan: InitPlan) -> None:
+def _container_setup(channel: Channel, plan: InitPlan) -> None:
     spec, linux = plan.spec, plan.spec.get("linux") or {}
     old_umask = os.umask(0)
     if "mount" in plan.new_ns:
@@ -221,14 +304,14 @@ def _container_setup(sock: socket.socket, plan: InitPlan) -> None:
         root_fd = os.open(plan.rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for entry in spec.get("mounts") or []:
-                rootfs.mount_entry(root_fd, entry, plan.bundle)
+                rootfs.mount_entry(root_fd, entry, plan.bundle, plan.cgroup_version)
             os.close(rootfs.make_in_root(root_fd, plan.process.get("cwd") or "/", directory=True))  # as runc
             if not rootfs.has_dev_bind(spec.get("mounts") or []):
                 rootfs.create_devices(root_fd, linux.get("devices") or [], bind_from_host="user" in plan.new_ns)
                 rootfs.dev_symlinks(root_fd)
         finally:
             os.close(root_fd)
-    _hook_point(sock, "createRuntime")
+    _hook_point(channel, "createRuntime")
     run_hooks(spec, "createContainer", dict(plan.state, pid=os.getpid(), status="creating"))
     if "mount" in plan.new_ns:
         rootfs.pivot(plan.rootfs, plan.no_pivot)
@@ -252,6 +335,8 @@ def _container_setup(sock: socket.socket, plan: InitPlan) -> None:
 
 
 def _setup_console(plan: InitPlan) -> None:
+    from sampan.runtime import console  # preloaded (see _preload)
+
     master, slave = console.open_pty()
     _send_console(plan, master)
     console.make_controlling(slave)
@@ -260,7 +345,9 @@ def _setup_console(plan: InitPlan) -> None:
 def _send_console(plan: InitPlan, master: int) -> None:
     if plan.console_fd < 0:
         raise OSError(errno.EINVAL, "a terminal was requested but no console socket was given")
-    with socket.socket(fileno=plan.console_fd) as s:
+    from sampan.runtime import console  # preloaded (see _preload)
+
+    with console.socket_from_fd(plan.console_fd) as s:
         console.send_fd(s, master, "/dev/ptmx")
     plan.console_fd = -1
     size = plan.process.get("consoleSize")
@@ -299,9 +386,9 @@ def _check_procfs(fd: int) -> None:
         raise OSError(errno.EXDEV, "refusing to write to /proc: it is not procfs")
 
 
-def _hook_point(sock: socket.socket, stage: str) -> None:
-    send(sock, type="hooks", stage=stage)
-    reply = recv(sock)
+def _hook_point(channel: Channel, stage: str) -> None:
+    channel.send(type="hooks", stage=stage)
+    reply = channel.recv()
     if reply.get("type") != "continue":
         os._exit(1)
 
@@ -329,7 +416,7 @@ def _switch_user(process: dict[str, Any], caps: CapabilityPlan) -> None:
         os.umask(user["umask"])
 
 
-def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
+def _finish_and_exec(channel: Channel, plan: InitPlan) -> None:
     process, spec = plan.process, plan.spec
     _apply_rlimits(process)
     if process.get("oomScoreAdj") is not None:
@@ -339,16 +426,16 @@ def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
         sys_.personality(PERSONALITY_DOMAINS[personality])
     sys_.close_range_cloexec(3 + plan.preserve_fds)
     nnp = bool(process.get("noNewPrivileges"))
-    if plan.seccomp is not None and (not nnp or plan.seccomp.notify):
+    if plan.seccomp is not None and (not nnp or plan.seccomp_notify):
         # Without no_new_privs loading needs CAP_SYS_ADMIN, which the user switch drops; a notify filter
         # must be loaded while the runtime still listens, to hand its listener fd to the seccomp agent.
         if nnp:
             sys_.prctl(sys_.PR_SET_NO_NEW_PRIVS, 1)
-        listener = plan.seccomp.load()
+        listener = plan.load_seccomp()
         if listener is not None:
-            send(sock, fds=[listener], type="seccomp-listener")
+            channel.send(fds=[listener], type="seccomp-listener")
             os.close(listener)
-            if recv(sock).get("type") != "continue":
+            if channel.recv().get("type") != "continue":
                 os._exit(1)
     _switch_user(process, plan.caps)
     env = dict(item.split("=", 1) for item in process.get("env") or [] if "=" in item)
@@ -358,20 +445,20 @@ def _finish_and_exec(sock: socket.socket, plan: InitPlan) -> None:
         raise OSError(errno.EPERM, f"current working directory {cwd} is outside of the container root")
     args = process["args"]
     program = _look_path(args[0], env.get("PATH", ""))  # a missing program fails create, as with runc
-    send(sock, type="ready")
+    channel.send(type="ready")
     if not plan.join_pid:
         fifo = os.open(f"/proc/self/fd/{plan.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fifo, b"0")
         os.close(fifo)
         run_hooks(spec, "startContainer", dict(plan.state, pid=os.getpid(), status="created"))
-    sock.close()
-    if nnp and not (plan.seccomp is not None and plan.seccomp.notify):
+    channel.close()
+    if nnp and not plan.seccomp_notify:
         sys_.prctl(sys_.PR_SET_NO_NEW_PRIVS, 1)
         if plan.seccomp is not None:
-            plan.seccomp.load()  # as late as possible: the filter then constrains only the container
-    for sig in range(1, signal.NSIG):
+            plan.load_seccomp()  # as late as possible: the filter then constrains only the container
+    for sig in range(1, _signal.NSIG):
         try:
-            signal.signal(sig, signal.SIG_DFL)
+            _signal.signal(sig, _signal.SIG_DFL)
         except (OSError, ValueError):
             pass
     try:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 
 from sampan._linux import flags as kflags
 from sampan._linux import process as sys_
 from sampan._linux.syscalls import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, openat2
 from sampan.errors import SampanError
-from sampan.runtime.cgroups import detect_version
-from sampan.runtime.spec import parse_mount_options
+from sampan.runtime.mount_options import parse_mount_options
 
 TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
 if TYPE_CHECKING:
@@ -126,8 +124,8 @@ def has_dev_bind(mounts: list[dict[str, Any]]) -> bool:
     return False
 
 
-def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str) -> None:
-    """One entry of the spec's ``mounts``."""
+def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str, cgroup_version: int) -> None:
+    """One entry of the spec's ``mounts``; ``cgroup_version`` is the host's (for a "cgroup" mount)."""
     dest = entry["destination"]
     check_proc_mount(dest, entry.get("type") or "")
     kind = entry.get("type") or ""
@@ -137,7 +135,7 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str) -> None:
     if is_bind and not os.path.isabs(source):
         source = os.path.join(bundle, source)
     if kind == "cgroup":
-        return _mount_cgroup_v1(root_fd, dest, opts.flags)
+        return _mount_cgroup(root_fd, dest, opts.flags, cgroup_version)
     target = make_in_root(root_fd, dest, directory=not is_bind or _is_dir_source(source))
     try:
         where = fd_path(target)
@@ -162,6 +160,8 @@ def mount_entry(root_fd: int, entry: dict[str, Any], bundle: str) -> None:
 
 def _copy_up(covered: str, new: str) -> None:
     """"tmpcopyup": the fd opened before mounting still reaches the covered directory; copy it into the tmpfs."""
+    import shutil  # preloaded by the init when a mount asks for tmpcopyup
+
     shutil.copytree(covered, new, symlinks=True, dirs_exist_ok=True)
 
 
@@ -192,9 +192,10 @@ def _remount(where: str, flags: int) -> None:
     sys_.mount(None, where, None, flags | locked | kflags.MS_REMOUNT)
 
 
-def _mount_cgroup_v1(root_fd: int, dest: str, flags: int) -> None:
-    """Docker/runc's "cgroup" mount on a v1 host: a tmpfs with one bind of each hierarchy the process is in."""
-    if detect_version() == 2:
+def _mount_cgroup(root_fd: int, dest: str, flags: int, version: int) -> None:
+    """Docker/runc's "cgroup" mount: cgroup2 on a v2 host; on a v1 host a tmpfs with one bind of each hierarchy
+    the process is in."""
+    if version == 2:
         target = make_in_root(root_fd, dest, directory=True)
         try:
             sys_.mount("cgroup2", fd_path(target), "cgroup2", flags & ~kflags.MS_BIND)

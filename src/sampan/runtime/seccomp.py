@@ -33,6 +33,7 @@ import struct
 from collections import namedtuple
 from functools import cache
 
+from sampan._linux import process as sys_
 from sampan._linux import seccomp as scmp
 from sampan.errors import InvalidArgument, Unsupported
 
@@ -138,7 +139,7 @@ class Filter:
 
         Call it last, right before ``execve``: every later syscall, the runtime's own included, is filtered.
         """
-        fd = scmp.set_mode_filter(self.export_bpf(), self.flags)
+        fd = sys_.seccomp_set_mode_filter(self.export_bpf(), self.flags)
         return fd if self.notify else None
 
     def close(self) -> None:
