@@ -91,7 +91,8 @@ async def list_(request: web.Request) -> web.StreamResponse:
             out.append(item)
         return out
 
-    return json_response(await backend(request).call(run))
+    api = backend(request)  # sizes walk the writable layers: never on the loop
+    return json_response(await (api.call(run) if size else api.quick(run)))
 
 
 async def inspect(request: web.Request) -> web.StreamResponse:

@@ -23,6 +23,7 @@ import io
 import json
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,7 @@ from sampan.errors import InvalidArgument, SampanError
 API_VERSION = "1.45"
 MIN_API_VERSION = "1.24"
 MAX_JSON_BODY = 8 * 1024 * 1024
+QUICK_LIMIT = 0.002  # seconds a read may hold the event loop (see ``Backend.quick``)
 BACKEND: web.AppKey[Backend] = web.AppKey("backend")  # type: ignore[name-defined]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,6 +52,7 @@ class Backend:
         self._local = threading.local()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sampan-api")
         self.state: dict[str, Any] = {}  # per-service state of the modules (pending attaches, execs)
+        self._slow: dict[str, bool] = {}  # quick reads that were slow last time (see ``quick``)
 
     def engine(self) -> Engine:
         engine = getattr(self._local, "engine", None)
@@ -61,6 +64,21 @@ class Backend:
         """``fn(engine, *args, **kwargs)`` in a worker thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(self.engine(), *args, **kwargs))
+
+    async def quick(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(engine, *args)`` for a read that is usually quick (``docker ps``): on the event loop's own
+        thread, with its own ``Engine``, while the last such read took under ``QUICK_LIMIT`` seconds, else in a
+        worker. The hop to a worker costs two thread switches (more CPU than a short list), and ``docker ps``
+        is what clients call most; a store so full that the read gets slow goes back to the workers, so the
+        loop stays free for the streams it carries, and comes back once the read is quick again."""
+        key = getattr(fn, "__qualname__", "")
+        started = time.perf_counter()
+        if self._slow.get(key, False):
+            result = await self.call(fn, *args)
+        else:
+            result = fn(self.engine(), *args)
+        self._slow[key] = time.perf_counter() - started > QUICK_LIMIT
+        return result
 
     async def run(self, fn: Callable[[], Any]) -> Any:
         """``fn()`` in a worker thread (for work that needs no engine)."""
@@ -463,12 +481,23 @@ async def hijack(request: web.Request, content_type: str) -> tuple[web.StreamRes
 # ---------------------------------------------------------------------------------------------- the application
 
 
+_HEADERS = {"Api-Version": API_VERSION, "Server": f"sampan/{sampan.__version__} (linux)",
+            "Docker-Experimental": "false", "Ostype": "linux"}
+
+
 @web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One layer around every handler (each layer costs a coroutine per request): refuse API versions outside
+    what we serve (Docker's wording), turn errors into Docker's error JSON, and put our headers on answers."""
+    version = request.match_info.get("_version")
+    if version and version != API_VERSION:
+        refused = _refuse_version(version)
+        if refused is not None:
+            return refused
     try:
-        return await handler(request)
+        response = await handler(request)
     except SampanError as e:
-        return error_response(e.http_status, " ".join(str(e).split()))
+        response = error_response(e.http_status, " ".join(str(e).split()))
     except web.HTTPException as e:
         if e.status < 400:
             raise
@@ -477,34 +506,34 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             text = "page not found"
         if e.status == 413:
             text = "request body too large"
-        return error_response(e.status, text)
+        response = error_response(e.status, text)
     except asyncio.CancelledError:
         raise
     except ConnectionError:  # the client went away mid-answer
         return web.Response(status=499)
     except Exception as e:  # noqa: BLE001 - one line to the client, the traceback to our stderr
         traceback.print_exc(file=sys.stderr)
-        return error_response(500, f"internal error: {type(e).__name__}: " + " ".join(str(e).split()))
-
-
-@web.middleware
-async def _versions(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse API versions outside what we serve (Docker's wording); every answer carries our headers."""
-    version = request.match_info.get("_version")
-    if version:
-        if _version_tuple(version) > _version_tuple(API_VERSION):
-            return error_response(400, f"client version {version} is too new. Maximum supported API version is "
-                                       f"{API_VERSION}")
-        if _version_tuple(version) < _version_tuple(MIN_API_VERSION):
-            return error_response(400, f"client version {version} is too old. Minimum supported API version is "
-                                       f"{MIN_API_VERSION}, please upgrade your client to a newer version")
-    response = await handler(request)
+        response = error_response(500, f"internal error: {type(e).__name__}: " + " ".join(str(e).split()))
     if not response.prepared:
-        response.headers.setdefault("Api-Version", API_VERSION)
-        response.headers.setdefault("Server", f"sampan/{sampan.__version__} (linux)")
-        response.headers.setdefault("Docker-Experimental", "false")
-        response.headers.setdefault("Ostype", "linux")
+        headers = response.headers
+        for key, value in _HEADERS.items():
+            if key not in headers:
+                headers[key] = value
     return response
+
+
+def _refuse_version(version: str) -> web.Response | None:
+    try:
+        wanted = _version_tuple(version)
+    except BadRequest as e:
+        return error_response(400, str(e))
+    if wanted > _version_tuple(API_VERSION):
+        return error_response(400, f"client version {version} is too new. Maximum supported API version is "
+                                   f"{API_VERSION}")
+    if wanted < _version_tuple(MIN_API_VERSION):
+        return error_response(400, f"client version {version} is too old. Minimum supported API version is "
+                                   f"{MIN_API_VERSION}, please upgrade your client to a newer version")
+    return None
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -543,7 +572,7 @@ def make_app(root: str, runroot: str) -> web.Application:
     from sampan.api import build, containers, images, networks, system, volumes
     from sampan.api import exec as exec_api
 
-    app = web.Application(middlewares=[_versions, _errors], client_max_size=MAX_JSON_BODY)
+    app = web.Application(middlewares=[_middleware], client_max_size=MAX_JSON_BODY)
     app[BACKEND] = Backend(root, runroot)
     routes = Routes(app)
     routes.add("GET", "/_ping", _ping)
