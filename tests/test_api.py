@@ -406,6 +406,30 @@ def test_docker_py(service: Service) -> None:
         client.close()
 
 
+def test_attach_replays_the_log(service: Service) -> None:
+    """``logs=1``: the log so far, then (``stream=1``) the live output, each line once; ``stream=0`` ends after
+    the log, also for a container that has exited."""
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=f"unix://{service.socket}", timeout=60)
+    script = "echo one; echo two >&2; while [ ! -e /tmp/go ]; do sleep 0.05; done; echo three"
+    container = client.containers.run("busybox", ["sh", "-c", script], detach=True, network_mode="none")
+    try:
+        deadline = time.monotonic() + 10
+        while container.logs() != b"one\ntwo\n" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.api.attach(container.id, stdout=True, stderr=True, logs=True) == b"one\ntwo\n"
+        assert client.api.attach(container.id, stdout=True, stderr=False, logs=True) == b"one\n"
+        live = client.api.attach(container.id, stdout=True, stderr=True, logs=True, stream=True)
+        assert next(live) + next(live) == b"one\ntwo\n"
+        container.exec_run(["touch", "/tmp/go"])
+        assert b"".join(live) == b"three\n"
+        assert container.wait()["StatusCode"] == 0
+        assert client.api.attach(container.id, stdout=True, stderr=True, logs=True) == b"one\ntwo\nthree\n"
+    finally:
+        container.remove(force=True)
+        client.close()
+
+
 # ---------------------------------------------------------------------------------------------- docker-compose
 
 # docker-compose 1.29 passes ssl_version to docker-py's kwargs_from_env, which docker-py 7 dropped (the test

@@ -9,6 +9,9 @@ No output may be lost when a client attaches before the container starts, which 
 container runs, so an attach to a container that is not running is kept pending, and ``start`` (see
 ``containers.start``) starts the container through the engine with that attach request, which hands over a
 socket attached before the container's program runs. The pending attach then bridges that socket.
+
+``logs=1`` first replays the json-file log up to the moment the live stream was attached (dockerd's order); with
+``stream=0`` the answer ends after the replay, so it also serves a container that has stopped.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from typing import Any
 
 from aiohttp import web
 
-from sampan.api.server import Backend, BadRequest, Hijack, backend, hijack, query_bool
+from sampan.api.server import Backend, Hijack, backend, hijack, query_bool
 from sampan.errors import Conflict
 from sampan.monitor import protocol
 
@@ -72,8 +76,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
     api = backend(request)
     streams = {"stdin": query_bool(request, "stdin"), "stdout": query_bool(request, "stdout"),
                "stderr": query_bool(request, "stderr")}
-    if query_bool(request, "logs") and not query_bool(request, "stream"):
-        raise BadRequest("attach with logs and without stream: use the logs endpoint")
+    logs, live = query_bool(request, "logs"), query_bool(request, "stream")
     record = await api.call(model.lookup, request.match_info["id"])
     if record.status == "paused":
         raise Conflict("You cannot attach to a paused container, unpause it first")
@@ -82,14 +85,20 @@ async def attach(request: web.Request) -> web.StreamResponse:
     content_type = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     sock: socket.socket | None = None
     pending = None
-    if record.status not in ACTIVE:
+    if live and record.status not in ACTIVE:
         pending = PendingAttach(streams)
         _pending(api).setdefault(record.id, []).append(pending)
-    else:
+    elif live:
         sock = await api.call(_connect, record.id)
         sock.sendall(protocol.frame(protocol.HELLO, json.dumps(streams).encode()))
+    attached_at = time.time()  # output after this comes through the monitor's socket, not the log
     response, stream = await hijack(request, content_type)
     try:
+        if logs:
+            await _replay_log(api, record, stream, tty=tty, stdout=streams["stdout"], stderr=streams["stderr"],
+                              until=attached_at)
+        if not live:
+            return response
         if pending is not None:
             try:
                 sock = await _wait_for_start(pending, stream)
@@ -110,8 +119,40 @@ async def attach(request: web.Request) -> web.StreamResponse:
             waiting = _pending(api).get(record.id, [])
             if pending in waiting:
                 waiting.remove(pending)
+        if sock is not None:
+            sock.close()  # not bridged (the replay failed), or closed with the bridge already
         stream.close()
     return response
+
+
+async def _replay_log(api: Backend, record: Any, stream: Hijack, *, tty: bool, stdout: bool, stderr: bool,
+                      until: float) -> None:
+    """``logs=1``: the container's log up to ``until`` (when the live stream was attached), in the stream's format,
+    written in blocks as a worker reads them (a long log is never held whole)."""
+    from sampan.engine.containers.query import log_path
+    from sampan.monitor.logs import read_logs
+
+    loop = asyncio.get_running_loop()
+
+    def send(block: bytearray) -> None:
+        asyncio.run_coroutine_threadsafe(stream.write(bytes(block)), loop).result()
+        block.clear()
+
+    def replay(engine: Any) -> None:
+        path = log_path(engine, record)
+        if path is None:
+            return  # a log driver that cannot be read: nothing to replay, as dockerd
+        block = bytearray()
+        for kind, data in read_logs(path, until=until):
+            if (kind == "stderr" and not stderr) or (kind != "stderr" and not stdout):
+                continue
+            block += data if tty else protocol.frame(protocol.STDERR if kind == "stderr" else protocol.STDOUT, data)
+            if len(block) >= 1 << 16:
+                send(block)
+        if block:
+            send(block)
+
+    await api.call(replay)
 
 
 async def _wait_for_start(pending: PendingAttach, stream: Hijack) -> socket.socket | None:
