@@ -454,6 +454,45 @@ def test_failed_create_leaves_nothing(runtime: Runner, marker: str,
     assert_nothing_left(runtime, cid, marker)
 
 
+def _children() -> set[int]:
+    """This process's children, zombies included, from /proc."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                out.add(int(entry))
+    return out
+
+
+@pytest.mark.parametrize("verb", ["create", "exec"])
+def test_library_failure_before_the_plan_leaves_no_process_or_fd(runtime: Runner, tmp_path: Path,
+                                                                  verb: str) -> None:
+    """The runtime forks the container's first process before it reads the spec (its interpreter start overlaps
+    the parent's work): when the parent then fails, that process must be gone and reaped, and its channel closed,
+    in a long-lived caller such as the engine."""
+    from sampan.errors import SampanError
+    from sampan.runtime.container import Runtime
+
+    if runtime.name != "sampan-runc":
+        pytest.skip("the library is sampan's")
+    bundle, cid = runtime.bundle(["true"], mutate=lambda c: c["linux"]["namespaces"].append({"type": "foo"}))
+    library = Runtime(str(tmp_path / "state"))
+    children, fds = _children(), sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(SampanError):
+        if verb == "create":
+            library.create(cid, str(bundle))
+        else:
+            library.exec("no-such-container", {"args": ["true"], "cwd": "/"}, detach=True)
+    assert _children() == children
+    assert sorted(os.listdir("/proc/self/fd")) == fds
+    assert not (tmp_path / "state" / cid).exists()
+
+
 def test_create_with_missing_executable_fails(runtime: Runner,
                                               marker: str) -> None:
     bundle, cid = runtime.bundle(["sleep", "30"], mutate=_missing_executable)

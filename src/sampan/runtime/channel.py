@@ -74,6 +74,22 @@ class Channel:
             message["fds"], self._fds = self._fds, []
         return message
 
+    def fail(self, exc: BaseException) -> None:
+        """Tell the peer why this process is about to die (one line; with SAMPAN_RUNC_DEBUG set, the frames)."""
+        message = str(exc)
+        if isinstance(exc, OSError) and exc.strerror:
+            message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+        if os.environ.get("SAMPAN_RUNC_DEBUG"):  # frames only: source lines would be read from the container's root
+            tb = exc.__traceback__
+            while tb is not None:
+                code = tb.tb_frame.f_code
+                message += f'\n  File "{code.co_filename}", line {tb.tb_lineno}, in {code.co_name}'
+                tb = tb.tb_next
+        try:
+            self.send(type="error", message=message)
+        except OSError:  # the runtime is gone (after start): the container's stderr is all that is left
+            os.write(2, f"sampan-runc: {message}\n".encode(errors="replace"))
+
     def _length(self) -> int:
         return int.from_bytes(self._buffer[:_HEADER], "little")
 

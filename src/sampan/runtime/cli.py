@@ -7,9 +7,7 @@ Engines (containerd's shim, Docker) drive runtimes by this exact interface: glob
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 import time
 
@@ -173,6 +171,8 @@ def parse(argv: list[str]) -> Args:
 
 
 def _signal(text: str) -> int:
+    import signal
+
     name = text.upper()
     if name.isdigit():
         return int(name)
@@ -184,11 +184,15 @@ def _signal(text: str) -> int:
 
 
 def _print_json(value: Any) -> None:
+    import json
+
     print(json.dumps(value, indent=2))
 
 
 def _exec_process(runtime: Any, a: Args) -> dict[str, Any]:
     """The process to exec: a process.json, or the container's process with runc's command-line overrides."""
+    import json
+
     if a.process:
         from sampan.runtime import spec as specs
 
@@ -220,6 +224,8 @@ def _exec_process(runtime: Any, a: Args) -> dict[str, Any]:
 
 
 def _update_resources(a: Args) -> dict[str, Any]:
+    import json
+
     if a.resources:
         data = sys.stdin.read() if a.resources == "-" else open(a.resources).read()
         try:
@@ -252,6 +258,8 @@ def _update_resources(a: Args) -> dict[str, Any]:
 
 
 def _ps(runtime: Any, a: Args) -> int:
+    import json
+
     pids = runtime.pids(a.id)
     if a.format == "json":
         print(json.dumps(pids))
@@ -284,6 +292,8 @@ def _owner(runtime: Any, container_id: str) -> str:
 
 
 def _list(runtime: Any, a: Args) -> int:
+    import json
+
     states = [dict(s, owner=_owner(runtime, s["id"])) for s in runtime.list()]
     if a.quiet:
         for s in states:
@@ -301,6 +311,8 @@ def _list(runtime: Any, a: Args) -> int:
 
 
 def _events(runtime: Any, a: Args) -> int:
+    import json
+
     from sampan.units import parse_duration
 
     interval = parse_duration(a.interval)
@@ -312,6 +324,8 @@ def _events(runtime: Any, a: Args) -> int:
 
 
 def _spec(a: Args) -> int:
+    import json
+
     from sampan.runtime import spec as specs
 
     path = os.path.join(a.bundle, "config.json")
@@ -330,7 +344,8 @@ def _features() -> int:
     return 0
 
 
-def dispatch(a: Args) -> int:
+def dispatch(a: Args, first: Any = None) -> int:
+    """Run verb ``a.verb``; ``first``: the container's first process, already started for create/run/exec."""
     if a.verb == "spec":
         return _spec(a)
     if a.verb == "features":
@@ -341,10 +356,10 @@ def dispatch(a: Args) -> int:
     c = a.verb
     if c == "create":
         runtime.create(a.id, a.bundle, pid_file=a.pid_file, console_socket=a.console_socket,
-                       no_pivot=a.no_pivot, preserve_fds=a.preserve_fds)
+                       no_pivot=a.no_pivot, preserve_fds=a.preserve_fds, first=first)
     elif c == "run":
         return runtime.run(a.id, a.bundle, detach=a.detach, pid_file=a.pid_file, console_socket=a.console_socket,
-                           no_pivot=a.no_pivot, preserve_fds=a.preserve_fds)
+                           no_pivot=a.no_pivot, preserve_fds=a.preserve_fds, first=first)
     elif c == "start":
         runtime.start(a.id)
     elif c == "state":
@@ -363,7 +378,7 @@ def dispatch(a: Args) -> int:
         return _ps(runtime, a)
     elif c == "exec":
         return runtime.exec(a.id, _exec_process(runtime, a), detach=a.detach, pid_file=a.pid_file,
-                            console_socket=a.console_socket, preserve_fds=a.preserve_fds)
+                            console_socket=a.console_socket, preserve_fds=a.preserve_fds, first=first)
     elif c == "update":
         runtime.update(a.id, _update_resources(a))
     elif c == "events":
@@ -373,6 +388,8 @@ def dispatch(a: Args) -> int:
 
 def _log_error(a: Args | None, message: str) -> None:
     """Errors go where runc puts them: the --log file (JSON for the shim) or stderr."""
+    import json
+
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if a is not None and a.log_format == "json":
         line = json.dumps({"level": "error", "msg": message, "time": now})
@@ -408,7 +425,15 @@ def main(argv: list[str]) -> int:
             return 0
         if not a.verb:
             raise InvalidArgument("no command given (see sampan-runc --help)")
-        return dispatch(a)
+        if a.verb not in ("create", "run", "exec"):
+            return dispatch(a)
+        from sampan.runtime.first_process import InitProcess
+
+        first = InitProcess(a.preserve_fds)  # before the imports and the spec: see first_process
+        try:
+            return dispatch(a, first)
+        finally:
+            first.abandon()
     except SampanError as e:
         return _fail(a, " ".join(str(e).split()))
     except OSError as e:

@@ -18,6 +18,7 @@ from sampan.errors import Conflict, InvalidArgument, NotFound, SampanError
 from sampan.runtime import init
 from sampan.runtime import spec as specs
 from sampan.runtime.cgroups import open_cgroup
+from sampan.runtime.first_process import InitProcess
 from sampan.runtime.hooks import HookError, run_hooks
 from sampan.runtime.state import EXEC_FIFO, OCI_VERSION, State, StateStore
 
@@ -122,16 +123,17 @@ class Runtime:
 
     def create(self, container_id: str, bundle: str, *, pid_file: str | None = None,
                console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-               console_fd: int = -1, config: dict[str, Any] | None = None) -> State:
+               console_fd: int = -1, config: dict[str, Any] | None = None, first: InitProcess | None = None) -> State:
+        """``first``: the container's first process, if the caller started it already (see ``first_process``)."""
         bundle = os.path.abspath(bundle)
-        first = init.InitProcess(preserve_fds)  # its interpreter starts while we load the spec and the cgroup
+        first = first or InitProcess(preserve_fds)  # its interpreter starts while we load the spec and the cgroup
         try:
             return self._create(first, container_id, bundle, pid_file=pid_file, console_socket=console_socket,
                                 no_pivot=no_pivot, preserve_fds=preserve_fds, console_fd=console_fd, config=config)
         finally:
             first.abandon()
 
-    def _create(self, first: init.InitProcess, container_id: str, bundle: str, *, pid_file: str | None,
+    def _create(self, first: InitProcess, container_id: str, bundle: str, *, pid_file: str | None,
                 console_socket: str | None, no_pivot: bool, preserve_fds: int, console_fd: int,
                 config: dict[str, Any] | None) -> State:
         config = specs.load(bundle) if config is None else config
@@ -177,7 +179,7 @@ class Runtime:
                 pass
             raise
 
-    def _spawn(self, first: init.InitProcess, plan: init.InitPlan, cgroup: Any, state: State) -> int:
+    def _spawn(self, first: InitProcess, plan: init.InitPlan, cgroup: Any, state: State) -> int:
         """Hand the plan to the container's first process and serve its requests until the container is ready;
         returns the container's pid."""
         parent = first.channel
@@ -271,7 +273,8 @@ class Runtime:
     # ------------------------------------------------------------------------------------------ run/exec
 
     def run(self, container_id: str, bundle: str, *, detach: bool = False, pid_file: str | None = None,
-            console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0) -> int:
+            console_socket: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+            first: InitProcess | None = None) -> int:
         """create + start; in the foreground, wait for the container and delete it, returning its status."""
         if not detach:
             sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
@@ -283,7 +286,7 @@ class Runtime:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         state = self.create(container_id, bundle, pid_file=pid_file, console_socket=console_socket,
                             no_pivot=no_pivot, preserve_fds=preserve_fds,
-                            console_fd=theirs.detach() if theirs else -1, config=config)
+                            console_fd=theirs.detach() if theirs else -1, config=config, first=first)
         try:
             self.start(container_id)
         except BaseException:
@@ -304,10 +307,10 @@ class Runtime:
 
     def exec(self, container_id: str, process: dict[str, Any], *, detach: bool = False,
              pid_file: str | None = None, console_socket: str | None = None, preserve_fds: int = 0,
-             console_fd: int = -1, agent_optional: bool = False) -> int:
+             console_fd: int = -1, agent_optional: bool = False, first: InitProcess | None = None) -> int:
         if not detach:
             sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
-        first = init.InitProcess(preserve_fds)  # its interpreter starts while we check the container
+        first = first or InitProcess(preserve_fds)  # its interpreter starts while we check the container
         try:
             state = self.states.load(container_id)
             status = state.status(self.states.dir(container_id))

@@ -1,7 +1,7 @@
 """The processes that become the container: namespace entry, rootfs setup, privileges, exec.
 
 ``create`` forks a first child, which re-executes as a fresh interpreter from a read-only view of itself
-(``InitProcess``/``boot``, see ``exe``), receives this plan over the channel, then joins or creates the namespaces (a
+(``first_process``, ``boot``, ``exe``), receives this plan over the channel, then joins or creates the namespaces (a
 user namespace first, mapped by the parent) and forks again, so the grandchild is PID 1 of a new PID namespace; the first child exits. The grandchild
 sets up the root filesystem, reports "ready", blocks on the exec fifo until ``start``, drops privileges and execs.
 ``exec`` takes the same path but joins an existing container's namespaces.
@@ -99,60 +99,6 @@ class InitPlan:
         return fd if self.seccomp_notify else None
 
 
-# ---------------------------------------------------------------------------------------------- the re-exec
-
-
-class InitProcess:
-    """The container's first process, forked and re-executed as soon as the runtime knows it will need one, so
-    that its interpreter start overlaps the runtime's own work (loading the spec, the cgroup). It then waits for
-    the plan; ``abandon`` ends it if the runtime fails first."""
-
-    def __init__(self, preserve_fds: int = 0) -> None:
-        self.channel, child = Channel.pair()
-        self.pid = os.fork()
-        if self.pid == 0:
-            self.channel.close()
-            _reexec(child, preserve_fds)
-        child.close()
-
-    def send_plan(self, plan: InitPlan) -> None:
-        """The plan, with the fds it names (the exec fifo, the console) travelling as SCM_RIGHTS."""
-        fds = [fd for fd in (plan.fifo_fd, plan.console_fd) if fd >= 0]
-        self.channel.send(fds, type="plan", plan=plan.wire())
-
-    def reap(self) -> None:
-        """Wait for it to exit (it does once it has forked the container's process, or failed)."""
-        self.channel.close()
-        if self.pid:
-            try:
-                os.waitpid(self.pid, 0)
-            except ChildProcessError:
-                pass
-            self.pid = 0
-
-    def abandon(self) -> None:
-        """End it if it is still there (the runtime failed before it was needed), and reap it."""
-        if self.pid:
-            os.kill(self.pid, _signal.SIGKILL)
-        self.reap()
-
-
-def _reexec(channel: Channel, preserve_fds: int) -> None:
-    """The forked child, still the runtime's image: keep only stdio, the channel and the preserved fds, then
-    become a fresh interpreter from a read-only view of itself (see ``exe``). Never returns."""
-    from sampan.runtime.exe import exec_init
-
-    try:
-        keep = {0, 1, 2, channel.fileno(), *range(3, 3 + preserve_fds)}
-        _close_inherited(keep)
-        for fd in keep - {0, 1, 2}:
-            os.set_inheritable(fd, True)
-        exec_init(channel.inheritable())
-    except BaseException as exc:  # noqa: BLE001 - report and die: never return into the runtime's code
-        _fail(channel, exc)
-    os._exit(1)
-
-
 def boot(fd: int) -> None:
     """The re-executed init: receive the plan, load what the plan will need, then run stage 1. Never returns."""
     channel = Channel.from_fd(fd)
@@ -165,7 +111,7 @@ def boot(fd: int) -> None:
         _preload(plan)
         plan.caps = CapabilityPlan(plan.process.get("capabilities"))  # read before entering the container
     except BaseException as exc:  # noqa: BLE001
-        _fail(channel, exc)
+        channel.fail(exc)
         os._exit(1)
     stage1(channel, plan)
 
@@ -181,22 +127,6 @@ def _preload(plan: InitPlan) -> None:
         import sampan.runtime.console  # noqa: F401 - with socket and termios
     if any("tmpcopyup" in (m.get("options") or []) for m in plan.spec.get("mounts") or []):
         import shutil  # noqa: F401 - rootfs copies up with it
-
-
-def _fail(channel: Channel, exc: BaseException) -> None:
-    message = str(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        message = exc.strerror + (f": {exc.filename}" if exc.filename else "")
-    if os.environ.get("SAMPAN_RUNC_DEBUG"):  # frames only: source lines would be read from the container's root
-        tb = exc.__traceback__
-        while tb is not None:
-            code = tb.tb_frame.f_code
-            message += f'\n  File "{code.co_filename}", line {tb.tb_lineno}, in {code.co_name}'
-            tb = tb.tb_next
-    try:
-        channel.send(type="error", message=message)
-    except OSError:  # the runtime is gone (after start): the container's stderr is all that is left
-        os.write(2, f"sampan-runc: {message}\n".encode(errors="replace"))
 
 
 # ---------------------------------------------------------------------------------------------- stage 1
@@ -222,20 +152,8 @@ def stage1(channel: Channel, plan: InitPlan) -> None:
         os.close(reported)
         stage2(channel, plan)
     except BaseException as exc:  # noqa: BLE001 - report and die: this process must never return to the caller
-        _fail(channel, exc)
+        channel.fail(exc)
     os._exit(1)
-
-
-def _close_inherited(keep: set[int]) -> None:
-    """Close every fd the runtime process had open except ``keep``: an fd to a host directory must not survive
-    into a process that is about to enter the container (CVE-2024-21626)."""
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
 
 
 def _join_all(pid: int) -> None:
@@ -292,7 +210,7 @@ def stage2(channel: Channel, plan: InitPlan) -> None:
             _container_setup(channel, plan)
         _finish_and_exec(channel, plan)
     except BaseException as exc:  # noqa: BLE001
-        _fail(channel, exc)
+        channel.fail(exc)
         os._exit(1)
 
 

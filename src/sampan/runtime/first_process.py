@@ -1,0 +1,108 @@
+"""The container's first process, started before the runtime has even loaded the spec.
+
+Its start is the slowest part of ``create``: a fresh interpreter, executed from a read-only view of itself (see
+``exe``), that imports the init code. So the runtime forks it as soon as the command line says a container process
+will be needed, and does its own work (imports, the spec, the cgroup) meanwhile; the process waits for the plan
+(``InitPlan``) on its channel. On cgroup v1 the first migration into a cgroup waits for an RCU grace period of the
+cgroup threadgroup lock (~10 ms here) unless another migration has just happened, so the runtime also starts one at
+once: a no-op migration of itself into its own cgroup, on a thread, which the real one later rides on.
+
+This module imports only what that needs, so the CLI can start the process before importing the rest.
+"""
+
+from __future__ import annotations
+
+import _signal
+import _thread
+import os
+
+from sampan.runtime.channel import Channel
+
+TYPE_CHECKING = False  # typing/collections.abc are not imported at run time: start-up cost
+if TYPE_CHECKING:
+    from sampan.runtime.init import InitPlan
+
+
+class InitProcess:
+    """The forked, re-executed process; ``send_plan`` starts it, ``reap`` waits for it after it has forked the
+    container's process, ``abandon`` ends it if the runtime fails first."""
+
+    def __init__(self, preserve_fds: int = 0) -> None:
+        self.channel, child = Channel.pair()
+        self.pid = os.fork()
+        if self.pid == 0:
+            self.channel.close()
+            _reexec(child, preserve_fds)
+        child.close()
+        self._primed = _thread.allocate_lock()
+        self._primed.acquire()
+        _thread.start_new_thread(_migrate_to_own_cgroup, (self._primed,))
+
+    def send_plan(self, plan: InitPlan) -> None:
+        """The plan, with the fds it names (the exec fifo, the console) travelling as SCM_RIGHTS."""
+        fds = [fd for fd in (plan.fifo_fd, plan.console_fd) if fd >= 0]
+        self.channel.send(fds, type="plan", plan=plan.wire())
+
+    def reap(self) -> None:
+        """Wait for it to exit (it does once it has forked the container's process, or failed), and for the
+        priming thread (long done by then, unless the runtime failed at once)."""
+        with self._primed:
+            pass
+        self.channel.close()
+        if self.pid:
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.pid = 0
+
+    def abandon(self) -> None:
+        """End it if it is still there (the runtime failed before it was needed), and reap it."""
+        if self.pid:
+            os.kill(self.pid, _signal.SIGKILL)
+        self.reap()
+
+
+def _reexec(channel: Channel, preserve_fds: int) -> None:
+    """The forked child, still the runtime's image: keep only stdio, the channel and the preserved fds, then
+    become a fresh interpreter from a read-only view of itself. Never returns."""
+    try:
+        keep = {0, 1, 2, channel.fileno(), *range(3, 3 + preserve_fds)}
+        _close_inherited(keep)
+        for fd in keep - {0, 1, 2}:
+            os.set_inheritable(fd, True)
+        from sampan.runtime.exe import exec_init
+
+        exec_init(channel.inheritable())
+    except BaseException as exc:  # noqa: BLE001 - report and die: never return into the runtime's code
+        channel.fail(exc)
+    os._exit(1)
+
+
+def _close_inherited(keep: set[int]) -> None:
+    """Close every fd the runtime process had open except ``keep``: an fd to a host directory must not survive
+    into a process that is about to enter the container (CVE-2024-21626)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _migrate_to_own_cgroup(done: _thread.LockType) -> None:
+    """Write this process into the cgroup it is already in (the first hierarchy /proc/self/cgroup names): nothing
+    moves, but the kernel takes the threadgroup lock for writing, paying the grace period now. Failures (a
+    read-only cgroupfs, an unusual hierarchy) only mean the real migration pays it instead."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            line = f.readline().strip()
+        _, controllers, path = line.split(":", 2)
+        hierarchy = controllers.split(",")[0].removeprefix("name=") if controllers else ""
+        with open(os.path.join("/sys/fs/cgroup", hierarchy, path.lstrip("/"), "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    except (OSError, ValueError):
+        pass
+    finally:
+        done.release()
