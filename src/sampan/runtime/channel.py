@@ -52,6 +52,8 @@ class Channel:
         self.sock.close()
 
     def send(self, fds: list[int] | tuple[int, ...] = (), **message: Any) -> None:
+        if fds:
+            message["nfds"] = len(fds)
         body = marshal.dumps(message)
         data = len(body).to_bytes(_HEADER, "little") + body
         if fds:
@@ -62,16 +64,22 @@ class Channel:
             data = data[self.sock.send(data):]
 
     def recv(self) -> dict[str, Any]:
-        """The next message (with the fds received since the last one under ``"fds"``); ``{"type": "eof"}`` when
-        the peer closed its end, or died, before a whole frame arrived."""
+        """The next message, with its fds under ``"fds"``; ``{"type": "eof"}`` when the peer closed its end, or
+        died, before a whole frame arrived.
+
+        A stream socket may deliver several frames in one read (from different senders too) with the fds of the
+        last one, so each frame says how many fds it carries and takes them in order from what has arrived: a
+        frame's fds come with its first byte, never after it.
+        """
         while len(self._buffer) < _HEADER or len(self._buffer) < _HEADER + self._length():
             if not self._fill():
                 return {"type": "eof"}
         end = _HEADER + self._length()
         message = marshal.loads(self._buffer[_HEADER:end])
         self._buffer = self._buffer[end:]
-        if self._fds:
-            message["fds"], self._fds = self._fds, []
+        count = message.pop("nfds", 0)
+        if count:
+            message["fds"], self._fds = self._fds[:count], self._fds[count:]
         return message
 
     def fail(self, exc: BaseException) -> None:
