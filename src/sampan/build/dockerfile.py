@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 
 from sampan.errors import InvalidArgument
 
@@ -47,50 +46,56 @@ class DockerfileError(InvalidArgument):
         self.instruction = instruction
 
 
-@dataclass
 class Heredoc:
     """A here-document (BuildKit's ``<<EOF`` ... ``EOF``): ``name`` is its delimiter, ``data`` its lines with
     their newlines, ``expand`` False when the delimiter was quoted (no substitution), ``chomp`` for ``<<-``
-    (leading tabs removed, already applied to ``data``)."""
+    (leading tabs removed, already applied to ``data``).
 
-    name: str
-    data: str
-    expand: bool
-    chomp: bool
+    These are plain classes, not dataclasses: each dataclass costs about a millisecond at import, and a fully
+    cached rebuild is mostly start-up."""
+
+    __slots__ = ("chomp", "data", "expand", "name")
+
+    def __init__(self, name: str, data: str, expand: bool, chomp: bool) -> None:
+        self.name, self.data, self.expand, self.chomp = name, data, expand, chomp
 
 
-@dataclass
 class Instruction:
     """One instruction: ``cmd`` upper-case, ``rest`` the text after the keyword and flags (continuations joined),
     ``json`` the exec-form list when the rest is a JSON array of strings, ``original`` the whole instruction as
-    Docker echoes it in ``Step N/M : ...``."""
+    Docker echoes it in ``Step N/M : ...``, ``mounts`` every RUN ``--mount=`` value (the flag repeats)."""
 
-    cmd: str
-    rest: str
-    line: int
-    original: str
-    flags: dict[str, str] = field(default_factory=dict)
-    json: list[str] | None = None
-    heredocs: list[Heredoc] = field(default_factory=list)
-    mounts: list[str] = field(default_factory=list)  # every RUN --mount= value (the flag repeats)
+    __slots__ = ("cmd", "flags", "heredocs", "json", "line", "mounts", "original", "rest")
+
+    def __init__(self, cmd: str, rest: str, line: int, original: str, flags: dict[str, str] | None = None,
+                 json: list[str] | None = None, heredocs: list[Heredoc] | None = None,
+                 mounts: list[str] | None = None) -> None:
+        self.cmd, self.rest, self.line, self.original = cmd, rest, line, original
+        self.flags = flags if flags is not None else {}
+        self.json = json
+        self.heredocs = heredocs if heredocs is not None else []
+        self.mounts = mounts if mounts is not None else []
 
 
-@dataclass
 class Stage:
-    base: str  # FROM's image (unexpanded)
-    name: str  # AS name, lower-case ("" if none)
-    index: int
-    line: int
-    from_: Instruction
-    instructions: list[Instruction] = field(default_factory=list)
+    """``base`` is FROM's image (unexpanded), ``name`` the AS name in lower case ("" if none)."""
+
+    __slots__ = ("base", "from_", "index", "instructions", "line", "name")
+
+    def __init__(self, base: str, name: str, index: int, line: int, from_: Instruction) -> None:
+        self.base, self.name, self.index, self.line, self.from_ = base, name, index, line, from_
+        self.instructions: list[Instruction] = []
 
 
-@dataclass
 class Dockerfile:
-    meta_args: list[Instruction]
-    stages: list[Stage]
-    escape: str = "\\"
-    notes: list[str] = field(default_factory=list)  # things accepted but ignored (--platform)
+    """``notes``: things accepted but ignored (``--platform``)."""
+
+    __slots__ = ("escape", "meta_args", "notes", "stages")
+
+    def __init__(self, meta_args: list[Instruction], stages: list[Stage], escape: str = "\\",
+                 notes: list[str] | None = None) -> None:
+        self.meta_args, self.stages, self.escape = meta_args, stages, escape
+        self.notes = notes if notes is not None else []
 
 
 # ---------------------------------------------------------------------------------------------- lines

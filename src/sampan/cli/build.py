@@ -10,17 +10,18 @@ reproducible.
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
 import sys
-import tempfile
-from argparse import Namespace
-from typing import BinaryIO
 
 from sampan.cli.command import arg, command
-from sampan.engine.context import Engine
 from sampan.errors import InvalidArgument
+
+TYPE_CHECKING = False  # typing is not imported at run time: a cached build is mostly start-up
+if TYPE_CHECKING:
+    from argparse import Namespace
+    from typing import BinaryIO
+
+    from sampan.engine.context import Engine
 
 
 def _key_values(items: list[str], what: str) -> dict[str, str]:
@@ -85,19 +86,25 @@ def _epoch() -> int | None:
          arg("--rm", default="true", help="Remove intermediate containers after a successful build (always)"),
          arg("--force-rm", action="store_true", help="Always remove intermediate containers (always)"))
 def build(engine: Engine, a: Namespace) -> None:
-    from sampan.build.mounts import parse_secret
     from sampan.engine.build import BuildOptions
     from sampan.engine.build import build as run_build
 
     dockerfile_text = None
     tmp = None
-    secrets = dict(parse_secret(spec) for spec in a.secret)
+    secrets: dict[str, bytes] = {}
+    if a.secret:
+        from sampan.build.mounts import parse_secret
+
+        secrets = dict(parse_secret(spec) for spec in a.secret)
     try:
         if a.file == "-":
             dockerfile_text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
         if a.context == "-" or os.path.isfile(a.context):
             if a.context == "-" and dockerfile_text is not None:
                 raise InvalidArgument("invalid argument: can't use stdin for both build context and dockerfile")
+            import io
+            import tempfile
+
             tmp = tempfile.mkdtemp(prefix="sampan-build-", dir=str(engine.layout.tmp))
             with (io.BytesIO(sys.stdin.buffer.read()) if a.context == "-" else open(a.context, "rb")) as source:
                 if not _extract(source, tmp):
@@ -119,6 +126,8 @@ def build(engine: Engine, a: Namespace) -> None:
         result = run_build(engine, options)
     finally:
         if tmp is not None:
+            import shutil
+
             shutil.rmtree(tmp, ignore_errors=True)
     if a.quiet:
         print(result.image_id)

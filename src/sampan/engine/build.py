@@ -33,22 +33,24 @@ import json
 import os
 import posixpath
 import re
-import shutil
 import stat
 import sys
-import tarfile
-import tempfile
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, BinaryIO
 
 from sampan.build import dockerfile as df
 from sampan.build.context import Context, entry_digest
-from sampan.engine.context import Engine
-from sampan.errors import InvalidArgument, NotFound, SampanError
+from sampan.errors import CorruptContent, InvalidArgument, NotFound, SampanError
+
+# Only what a fully cached rebuild needs is imported here (it is mostly start-up): tar, temporary files and the
+# container machinery are imported by the steps that run.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import tarfile
+    from collections.abc import Iterator
+    from typing import Any, BinaryIO
+
+    from sampan.engine.context import Engine
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 _NOP = "/bin/sh -c #(nop)  "
@@ -58,32 +60,38 @@ PROXY_ARGS = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"
                         "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"})
 
 
-@dataclass
 class BuildOptions:
-    context: str  # a directory
-    dockerfile: str = ""  # a path ("" = CONTEXT/Dockerfile); ignored when dockerfile_text is given
-    dockerfile_text: str | None = None
-    tags: list[str] = field(default_factory=list)
-    build_args: dict[str, str] = field(default_factory=dict)
-    target: str = ""
-    no_cache: bool = False
-    network: str = "default"  # default (bridge), none or host
-    quiet: bool = False
-    labels: dict[str, str] = field(default_factory=dict)
-    pull: bool = False
-    secrets: dict[str, bytes] = field(default_factory=dict)  # id -> content, for RUN --mount=type=secret
-    squash: bool = False
-    # Reproducible builds: image and history times are this, file times in new layers are clamped to it. None:
-    # the SOURCE_DATE_EPOCH build arg, when given (as BuildKit), else the current time.
-    source_date_epoch: int | None = None
+    """What to build and how. ``context`` is a directory; ``dockerfile`` a path ("" = CONTEXT/Dockerfile),
+    ignored when ``dockerfile_text`` is given; ``network`` default (bridge), none or host; ``secrets`` id ->
+    content, for RUN --mount=type=secret. Reproducible builds: image and history times are
+    ``source_date_epoch``, file times in new layers are clamped to it; None: the SOURCE_DATE_EPOCH build arg,
+    when given (as BuildKit), else the current time.
+
+    This and the builder's other records are plain classes, not dataclasses: each dataclass costs about a
+    millisecond at import, and a fully cached rebuild is mostly start-up."""
+
+    def __init__(self, context: str, dockerfile: str = "", dockerfile_text: str | None = None,
+                 tags: list[str] | None = None, build_args: dict[str, str] | None = None, target: str = "",
+                 no_cache: bool = False, network: str = "default", quiet: bool = False,
+                 labels: dict[str, str] | None = None, pull: bool = False, secrets: dict[str, bytes] | None = None,
+                 squash: bool = False, source_date_epoch: int | None = None) -> None:
+        self.context, self.dockerfile, self.dockerfile_text = context, dockerfile, dockerfile_text
+        self.tags = tags if tags is not None else []
+        self.build_args = build_args if build_args is not None else {}
+        self.target, self.no_cache, self.network, self.quiet = target, no_cache, network, quiet
+        self.labels = labels if labels is not None else {}
+        self.pull, self.squash, self.source_date_epoch = pull, squash, source_date_epoch
+        self.secrets = secrets if secrets is not None else {}
 
 
-@dataclass
 class BuildResult:
-    image_id: str
-    tags: list[str]
-    wasted: int = 0  # bytes of the image's layers that later layers delete or overwrite (0: not analysed)
-    efficiency: float = 1.0
+    """The image built; ``wasted``: bytes of its layers that later layers delete or overwrite (0: not
+    analysed)."""
+
+    __slots__ = ("efficiency", "image_id", "tags", "wasted")
+
+    def __init__(self, image_id: str, tags: list[str], wasted: int = 0, efficiency: float = 1.0) -> None:
+        self.image_id, self.tags, self.wasted, self.efficiency = image_id, tags, wasted, efficiency
 
 
 class BuildError(SampanError):
@@ -93,12 +101,12 @@ class BuildError(SampanError):
 # ---------------------------------------------------------------------------------------------- state
 
 
-@dataclass
 class _Stage:
-    image_id: str
-    config: dict[str, Any]
-    args: dict[str, str]
-    cmd_set: bool = False
+    __slots__ = ("args", "cmd_set", "config", "image_id")
+
+    def __init__(self, image_id: str, config: dict[str, Any], args: dict[str, str]) -> None:
+        self.image_id, self.config, self.args = image_id, config, args
+        self.cmd_set = False
 
 
 class _DigestMemo(dict[str, str]):
@@ -158,21 +166,6 @@ def _duration(text: str, line: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- images
-
-
-def _cached(engine: Engine, parent: str, created_by: str) -> str | None:
-    from sampan.engine import images
-    from sampan.store import images as records
-
-    depth = len(images.load_config(engine, parent).history) if parent else 0
-    for child in records.children_of(engine.db.conn, parent):
-        try:
-            history = images.load_config(engine, child).history
-        except (SampanError, OSError):
-            continue
-        if len(history) == depth + 1 and history[-1].get("created_by") == created_by:
-            return child
-    return None
 
 
 def _commit(engine: Engine, parent: str, config: dict[str, Any], created_by: str, layer: BinaryIO | None,
@@ -252,6 +245,8 @@ def _mounted(engine: Engine, record: Any) -> Iterator[str]:
 
 
 def _layer_of(engine: Engine, record: Any) -> tuple[BinaryIO, int]:
+    import tempfile
+
     from sampan.engine.containers.files import write_layer
 
     tmp = tempfile.TemporaryFile(dir=engine.layout.tmp)  # noqa: SIM115 - closed by the caller
@@ -284,6 +279,38 @@ class Builder:
             self.used_args.add("SOURCE_DATE_EPOCH")
         self.epoch = epoch
         self.digests = _DigestMemo(engine)
+        self.configs: dict[str, dict[str, Any]] = {}
+
+    def _config(self, image_id: str) -> dict[str, Any]:
+        """An image's config JSON (verified by the content store), read once per build: a step's result is the
+        next step's parent. The cache's path reads it without ``ImageConfig``, whose imports cost more than a
+        cached step."""
+        config = self.configs.get(image_id)
+        if config is None:
+            try:
+                config = json.loads(self.engine.content.read(image_id))
+            except ValueError:
+                config = None
+            if not isinstance(config, dict):
+                raise CorruptContent(f"image config {image_id} is no JSON object")
+            self.configs[image_id] = config
+        return config
+
+    def _cached(self, parent: str, created_by: str) -> str | None:
+        """The cache hit of a step: among the images whose ``parent`` is the step's parent (Docker's classic
+        builder), the one whose config has one more history entry, with the step's ``created_by``."""
+        from sampan.store import images as records
+
+        depth = len(self._config(parent).get("history") or []) if parent else 0
+        for child in records.children_of(self.engine.db.conn, parent):
+            try:
+                history = self._config(child).get("history") or []
+            except (SampanError, OSError):
+                continue
+            if len(history) == depth + 1 and isinstance(history[-1], dict) and \
+                    history[-1].get("created_by") == created_by:
+                return child
+        return None
 
     def _now(self) -> float:
         return float(self.epoch) if self.epoch is not None else time.time()
@@ -401,17 +428,26 @@ class Builder:
                               f"{human_size(analysis.added)} are deleted or overwritten by later layers "
                               f"(efficiency {analysis.efficiency:.0%}): see 'sampan image analyze'")
         self.say.line(f"Successfully built {_short(image_id)}")
-        from sampan.engine import images
+        from sampan.engine import events, images
+        from sampan.store import images as records
 
-        for ref in tags:
-            images.tag(self.engine, image_id, ref.familiar() if ref.tag else ref.name)
-            result.tags.append(ref.with_default_tag().familiar())
+        for ref in tags:  # parse_tag_target's: the tag defaulted
+            if records.by_tag(self.engine.db.conn, ref.name, ref.tag or "latest") == image_id:
+                # A rebuild that changed nothing: the tag is there already, and writing it again would cost a
+                # synchronous commit, most of a cached build's own work. The event is recorded all the same.
+                events.record(self.engine, "image", "tag", image_id, {"name": ref.familiar()})
+            else:
+                images.tag(self.engine, image_id, ref.familiar())
+            result.tags.append(ref.familiar())
             self.say.line(f"Successfully tagged {result.tags[-1]}")
         return result
 
     def _squash(self, base_id: str, image_id: str) -> str:
         """``--squash``: the final stage's new layers merged into one on top of its FROM image, the config
         kept, the squashed steps' history marked empty plus a ``merge`` entry (dockerd's squash)."""
+        import shutil
+        import tempfile
+
         from sampan.build.layers import squash
         from sampan.engine import images
         from sampan.image.compression import open_decompressed
@@ -478,7 +514,6 @@ class Builder:
             return ensure_image(self.engine, base)
 
     def _stage(self, parsed: df.Dockerfile, stage: df.Stage, meta: dict[str, str], last: bool) -> str:
-        from sampan.engine import images
 
         self._step(stage.from_)
         try:
@@ -487,7 +522,7 @@ class Builder:
             raise self._located(e, stage.from_) from None
         self.stage_bases[stage.index] = image_id
         self.say.line(f" ---> {_short(image_id)}")
-        config = json.loads(json.dumps(images.load_config(self.engine, image_id).container))
+        config = json.loads(json.dumps(self._config(image_id).get("config") or {}))
         state = _Stage(image_id, config, {})
         triggers = self._triggers(state, stage.from_)
         for ins in triggers:
@@ -541,7 +576,7 @@ class Builder:
 
     def _metadata(self, state: _Stage, config: dict[str, Any], text: str) -> None:
         created_by = _NOP + text
-        hit = None if self.options.no_cache else _cached(self.engine, state.image_id, created_by)
+        hit = None if self.options.no_cache else self._cached(state.image_id, created_by)
         if hit:
             self.say.line(" ---> Using cache")
             state.image_id = hit
@@ -710,15 +745,18 @@ class Builder:
         return self._shell(state) + [text], None
 
     def _run(self, parsed: df.Dockerfile, state: _Stage, ins: df.Instruction, env: dict[str, str]) -> None:
-        from sampan.build import mounts as run_mounts
-
         command, script = self._run_command(state, ins)
         if ins.flags.get("security", "sandbox") != "sandbox":
             raise BuildError(f"RUN --security={ins.flags['security']} needs an entitlement sampan never grants")
-        try:
-            specs = [run_mounts.parse_mount(df.expand(spec, env, parsed.escape, ins.line)) for spec in ins.mounts]
-        except InvalidArgument as e:
-            raise df.DockerfileError(ins.line, f"--mount: {e}") from None
+        specs = []
+        if ins.mounts:
+            from sampan.build import mounts as run_mounts
+
+            try:
+                specs = [run_mounts.parse_mount(df.expand(spec, env, parsed.escape, ins.line))
+                         for spec in ins.mounts]
+            except InvalidArgument as e:
+                raise df.DockerfileError(ins.line, f"--mount: {e}") from None
         env_keys = {item.partition("=")[0] for item in state.config.get("Env") or []}
         args = sorted((k, v) for k, v in state.args.items() if k not in env_keys)
         proxies = [f"{k}={v}" for k, v in sorted(self.options.build_args.items())
@@ -730,7 +768,7 @@ class Builder:
         if script is not None:
             created_by += f" {hashlib.sha256(script.data.encode()).hexdigest()}"
         if not self.options.no_cache:
-            hit = _cached(self.engine, state.image_id, created_by)
+            hit = self._cached(state.image_id, created_by)
             if hit:
                 self.say.line(" ---> Using cache")
                 self.say.line(f" ---> {_short(hit)}")
@@ -783,6 +821,8 @@ class Builder:
     def _mount(self, spec: Any, image: str) -> Iterator[dict[str, Any] | None]:
         """The Docker mount (``--mount`` object) that gives the step what ``spec`` asks for, and whatever it
         needs (a mounted stage, a copy, a lock) for as long as the step runs."""
+        import tempfile
+
         if spec.type == "tmpfs":
             from sampan.units import parse_size
 
@@ -816,6 +856,8 @@ class Builder:
         """The tree a bind mount takes its source from: an image's root (a temporary container, so writes of an
         ``rw`` mount are thrown away), the context itself (read-only, nothing excluded), or a copy of the
         context without what ``.dockerignore`` excludes (or for ``rw``)."""
+        import tempfile
+
         if image:
             with _container(self.engine, image) as other, _mounted(self.engine, other) as root:
                 yield root
@@ -834,6 +876,8 @@ class Builder:
         keys by id; the target is the default id). ``sharing=locked`` waits for other builds using it,
         ``private`` takes a fresh throwaway directory when it is in use, ``shared`` just shares it."""
         import fcntl
+        import shutil
+        import tempfile
 
         key = hashlib.sha256(spec.id.encode()).hexdigest()[:32]
         top = self.engine.layout.root / "buildcache"
@@ -852,7 +896,7 @@ class Builder:
             else:
                 fcntl.flock(lock, fcntl.LOCK_SH)
             if not path.is_dir():
-                fresh = Path(tempfile.mkdtemp(dir=top))
+                fresh = tempfile.mkdtemp(dir=top)
                 if image:
                     with _container(self.engine, image) as other, _mounted(self.engine, other) as root:
                         shutil.copytree(_inside_root(root, spec.source), fresh, symlinks=True, dirs_exist_ok=True)
@@ -866,6 +910,8 @@ class Builder:
 
     @contextmanager
     def _script(self, doc: df.Heredoc) -> Iterator[dict[str, Any]]:
+        import tempfile
+
         with tempfile.TemporaryDirectory(dir=self.engine.layout.tmp) as tmp:
             path = os.path.join(tmp, "script")
             with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
@@ -903,12 +949,14 @@ class Builder:
     def _workdir(self, state: _Stage, config: dict[str, Any], path: str) -> None:
         created_by = _NOP + "WORKDIR " + path
         if not self.options.no_cache:
-            hit = _cached(self.engine, state.image_id, created_by)
+            hit = self._cached(state.image_id, created_by)
             if hit:
                 self.say.line(" ---> Using cache")
                 self.say.line(f" ---> {_short(hit)}")
                 state.image_id, state.config = hit, config
                 return
+        import tempfile
+
         with _container(self.engine, state.image_id) as record:
             with _mounted(self.engine, record) as root, tempfile.TemporaryFile(dir=self.engine.layout.tmp) as tar:
                 writer = _tar_writer(tar)
@@ -978,12 +1026,14 @@ class Builder:
                 h.update(f"\0chmod={chmod:o}".encode())
             created_by = f"{_NOP.rstrip()} {ins.cmd} {kind}:{h.hexdigest()} in {dest}{'/' if dest_dir else ''} "
             if not self.options.no_cache:
-                hit = _cached(self.engine, state.image_id, created_by)
+                hit = self._cached(state.image_id, created_by)
                 if hit:
                     self.say.line(" ---> Using cache")
                     self.say.line(f" ---> {_short(hit)}")
                     state.image_id = hit
                     return
+            import tempfile
+
             with _container(self.engine, state.image_id) as record:
                 with _mounted(self.engine, record) as root:
                     owner = _chown(root, chown) if chown else (0, 0)
@@ -1051,15 +1101,15 @@ class Builder:
                 os.close(rootfd)
 
 
-@dataclass
 class _Plan:
-    cmd: str
-    srcs: list[str]
-    dest: str
-    dest_dir: bool
-    chown: str
-    sources: list[Any] = field(default_factory=list)
-    literal: set[str] = field(default_factory=set)  # host paths copied as they are (never extracted by ADD)
+    """A COPY/ADD: its sources, and in ``literal`` the host paths copied as they are (never extracted by ADD)."""
+
+    __slots__ = ("chown", "cmd", "dest", "dest_dir", "literal", "sources", "srcs")
+
+    def __init__(self, cmd: str, srcs: list[str], dest: str, dest_dir: bool, chown: str) -> None:
+        self.cmd, self.srcs, self.dest, self.dest_dir, self.chown = cmd, srcs, dest, dest_dir, chown
+        self.sources: list[Any] = []
+        self.literal: set[str] = set()
 
 
 def _tar_writer(fileobj: BinaryIO) -> Any:
@@ -1096,6 +1146,8 @@ def _lstat_in(root: str, path: str) -> os.stat_result | None:
 
 def _parents(writer: Any, root: str, path: str, owner: tuple[int, int], *, include_self: bool) -> None:
     """Directory entries (0755, ``owner``) for the components of ``path`` missing in the root."""
+    import tarfile
+
     parts = [p for p in path.split("/") if p]
     if not include_self:
         parts = parts[:-1]
@@ -1127,6 +1179,8 @@ def _target(root: str, plan: _Plan, name: str, is_dir: bool) -> str:
 
 
 def _is_archive(path: str) -> bool:
+    import tarfile
+
     try:
         with tarfile.open(path, "r:*") as archive:
             return archive.next() is not None
@@ -1182,7 +1236,7 @@ class _Chmod:
         self.writer, self.mode = writer, mode
 
     def add(self, info: tarfile.TarInfo, data: Any) -> None:
-        if self.mode is not None and info.type not in (tarfile.SYMTYPE, tarfile.LNKTYPE):
+        if self.mode is not None and not (info.issym() or info.islnk()):
             info.mode = self.mode
         self.writer.add(info, data)
 
@@ -1197,6 +1251,8 @@ def _source_of(rel: str, path: str) -> Any:
 def _heredoc_file(engine: Engine, doc: df.Heredoc, env: dict[str, str], escape: str) -> Iterator[Any]:
     """A COPY/ADD here-document as a file named like its delimiter, mode 0644, substituted unless the
     delimiter was quoted (BuildKit)."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(dir=engine.layout.tmp) as tmp:
         path = os.path.join(tmp, doc.name)
         data = df.expand_text(doc.data, env, escape) if doc.expand else doc.data
@@ -1210,6 +1266,7 @@ def _heredoc_file(engine: Engine, doc: df.Heredoc, env: dict[str, str], escape: 
 def _download(engine: Engine, url: str, checksum: str) -> Iterator[Any]:
     """``ADD URL``: the file, as Docker stores it (mode 0600, the Last-Modified time, named after the URL's
     last path segment), verified against ``--checksum`` (``sha256:HEX``) when given."""
+    import tempfile
     import urllib.parse
     from email.utils import parsedate_to_datetime
 
@@ -1251,6 +1308,9 @@ def _download(engine: Engine, url: str, checksum: str) -> Iterator[Any]:
 def _retimed(engine: Engine, layer: BinaryIO, epoch: int) -> Iterator[BinaryIO]:
     """The layer with every time clamped to ``epoch`` (SOURCE_DATE_EPOCH; BuildKit's rewrite-timestamp), so
     the same context gives the same layer digest."""
+    import tarfile
+    import tempfile
+
     with tempfile.TemporaryFile(dir=engine.layout.tmp) as out:
         writer = _tar_writer(out)
         with tarfile.open(fileobj=layer, mode="r|", encoding="utf-8", errors="surrogateescape") as archive:
@@ -1283,6 +1343,8 @@ def _inside_root(root: str, path: str) -> str:
 
 
 def _copy_entry(src: str, dst: str, st: os.stat_result) -> None:
+    import shutil
+
     if stat.S_ISDIR(st.st_mode):
         os.mkdir(dst, stat.S_IMODE(st.st_mode))
     elif stat.S_ISLNK(st.st_mode):

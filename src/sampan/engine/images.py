@@ -19,11 +19,14 @@ from sampan.engine.filters import bool_filter, check_filters, labels_match
 from sampan.errors import Conflict, InvalidArgument, InvalidReference, NotFound
 from sampan.image import digest as _digest
 from sampan.image import reference as refs
-from sampan.image.config import ImageConfig, format_time, parse_time
-from sampan.store import containers as container_records
-from sampan.store import gc
 from sampan.store import images as records
-from sampan.units import parse_timestamp
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from sampan.image.config import ImageConfig
+
+# Lookups and tags are all that some verbs need (a cached build): the config parser, the garbage collector, the
+# container records and the time units are imported by the verbs that use them.
 
 _HEX_PREFIX = re.compile(r"(?:sha256:)?([0-9a-f]{1,64})")
 
@@ -82,6 +85,8 @@ def _split_repo(repo: str) -> tuple[str, str]:
 
 
 def load_config(engine: Engine, image_id: str) -> ImageConfig:
+    from sampan.image.config import ImageConfig
+
     return ImageConfig.parse(engine.content.read(image_id))
 
 
@@ -216,6 +221,8 @@ class RemoveReport:
 
 def remove(engine: Engine, name: str, *, force: bool = False) -> RemoveReport:
     """``docker rmi NAME``: untag a reference, or delete an image by ID; unused layers go with it."""
+    from sampan.store import gc
+
     report = RemoveReport()
     with engine.db.transaction() as tx:
         _remove_in(tx, engine, name, force, report)
@@ -225,6 +232,8 @@ def remove(engine: Engine, name: str, *, force: bool = False) -> RemoveReport:
 
 
 def _remove_in(tx: sqlite3.Connection, engine: Engine, name: str, force: bool, report: RemoveReport) -> None:
+    from sampan.store import containers as container_records
+
     image_id, ref = _lookup(tx, name)
     users = container_records.image_users(tx, image_id)
     if ref is not None:
@@ -255,6 +264,8 @@ def _record_events(engine: Engine, report: RemoveReport) -> None:
 
 
 def _check_users(tx: sqlite3.Connection, image_id: str, users: list[str], force: bool) -> None:
+    from sampan.store import containers as container_records
+
     short = _digest.short_id(image_id)
     for container_id in users:
         record = container_records.get(tx, container_id)
@@ -293,6 +304,8 @@ def _untag_all(tx: sqlite3.Connection, image_id: str, report: RemoveReport) -> N
 
 
 def _delete(tx: sqlite3.Connection, engine: Engine, image_id: str, report: RemoveReport) -> None:
+    from sampan.store import gc
+
     records.delete_image(tx, image_id)
     report.actions.append(("Deleted", image_id))
     report.events.append(("delete", image_id, ""))
@@ -303,6 +316,9 @@ def _delete(tx: sqlite3.Connection, engine: Engine, image_id: str, report: Remov
 
 def prune(engine: Engine, *, all: bool = False, filters: dict[str, list[str]] | None = None) -> RemoveReport:
     """``image prune``: remove dangling images (``all``: every image not in use)."""
+    from sampan.store import containers as container_records
+    from sampan.store import gc
+
     filters = dict(filters or {})
     check_filters(filters, frozenset({"label", "until", "label!"}))
     report = RemoveReport()
@@ -328,6 +344,8 @@ def _prune_filter_matches(labels: dict[str, str], created: float, filters: dict[
     if "label!" in filters and any(labels_match(labels, [item]) for item in filters["label!"]):
         return False
     if "until" in filters:
+        from sampan.units import parse_timestamp
+
         if created >= min(parse_timestamp(value, time.time()) for value in filters["until"]):
             return False
     return True
@@ -351,6 +369,8 @@ def _docker_config(container: dict[str, Any]) -> dict[str, Any]:
 
 def inspect(engine: Engine, name: str) -> dict[str, Any]:
     """Docker's ``ImageInspect`` JSON for one image."""
+    from sampan.image.config import format_time
+
     conn = engine.db.conn
     image_id = resolve(engine, name)
     row = records.get(conn, image_id)
@@ -398,6 +418,8 @@ class HistoryEntry:
 
 def history(engine: Engine, name: str) -> list[HistoryEntry]:
     """The image's history, newest first, with each non-empty entry's layer size."""
+    from sampan.image.config import parse_time
+
     conn = engine.db.conn
     image_id = resolve(engine, name)
     config = load_config(engine, image_id)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, Self
@@ -46,7 +44,7 @@ class BlobWriter:
         self._keep = False
         if resume is not None and self._resume(resume):
             return
-        self._path = store.ingest_dir / f"{os.getpid()}-{uuid.uuid4().hex}"
+        self._path = store.ingest_dir / f"{os.getpid()}-{os.urandom(16).hex()}"  # no uuid import: start-up
         self._file = open(self._path, "xb", buffering=0)  # noqa: SIM115 - closed by commit/abort
 
     def _resume(self, digest: str) -> bool:
@@ -203,5 +201,7 @@ class ContentStore:
         return list(self.ingest_dir.iterdir())
 
     def copy_to(self, digest: str, out: BinaryIO) -> None:
+        import shutil  # only here: most commands never copy a blob out, and start-up counts
+
         with self.open(digest) as f:
             shutil.copyfileobj(f, out, _COPY_CHUNK)
