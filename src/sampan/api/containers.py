@@ -148,20 +148,6 @@ def _mounts(host: dict[str, Any]) -> list[dict[str, Any]]:
     return mounts
 
 
-_SHARED_MODES = ("none", "host")
-
-
-def _network_mode(host: dict[str, Any]) -> tuple[str, str]:
-    """(the spec's network mode, the network to join) as the CLI's ``--network``: ``none``, ``host`` and
-    ``container:NAME`` join no network; any other name (``bridge`` by default) is a network to join."""
-    mode = field(host, "NetworkMode", str, _HC, "") or "bridge"
-    if mode == "default":
-        mode = "bridge"
-    if mode in _SHARED_MODES or mode.startswith("container:"):
-        return mode, "bridge"
-    return "private", mode
-
-
 def _endpoint(settings: Any, where: str) -> tuple[list[str], str, str]:
     """(aliases, IPv4 address, MAC address) of one EndpointSettings object (null is an empty one)."""
     if settings is None:
@@ -224,7 +210,9 @@ def _extra_hosts(host: dict[str, Any]) -> list[str]:
 
 def _network_options(body: dict[str, Any], host: dict[str, Any]) -> dict[str, Any]:
     """CreateOptions' network fields, as ``_create_options`` of the CLI fills them from flags."""
-    mode, network = _network_mode(host)
+    from sampan.engine.containers import options
+
+    mode, network = options.network_mode(field(host, "NetworkMode", str, _HC, ""))
     endpoints = _endpoints(body)
     if not field(host, "NetworkMode", str, _HC, "") and len(endpoints) == 1:
         network = next(iter(endpoints))  # no mode: the one network the endpoints name
@@ -257,6 +245,7 @@ def extra_endpoints(body: dict[str, Any], options: Any) -> list[Any]:
 
 def create_options(body: dict[str, Any], name: str) -> Any:
     """Docker's create body as the engine's ``CreateOptions`` (what ``sampan create`` builds from flags)."""
+    from sampan.engine.containers import options
     from sampan.engine.containers.create import CreateOptions
     from sampan.engine.specgen import RunOptions
 
@@ -266,9 +255,6 @@ def create_options(body: dict[str, Any], name: str) -> Any:
     host = field(body, "HostConfig", dict, "ContainerCreate", {})
     network = _network_options(body, host)
     network_mode = network.pop("_mode")
-    entrypoint = str_list(body, "Entrypoint", _CFG)
-    if entrypoint is not None and entrypoint in ([], [""]):
-        entrypoint = []
     healthcheck = dict(field(body, "Healthcheck", dict, _CFG, {}))
     no_healthcheck = healthcheck.get("Test") == ["NONE"]
     if no_healthcheck:
@@ -276,7 +262,8 @@ def create_options(body: dict[str, Any], name: str) -> Any:
     memory_swap = field(host, "MemorySwap", int, _HC, 0)
     pids = field(host, "PidsLimit", int, _HC, None)
     run = RunOptions(
-        command=str_list(body, "Cmd", _CFG) or [], entrypoint=entrypoint, env=str_list(body, "Env", _CFG) or [],
+        command=str_list(body, "Cmd", _CFG) or [], entrypoint=options.entrypoint(str_list(body, "Entrypoint", _CFG)),
+        env=str_list(body, "Env", _CFG) or [],
         workdir=field(body, "WorkingDir", str, _CFG, ""), user=field(body, "User", str, _CFG, ""),
         group_add=str_list(host, "GroupAdd", _HC) or [], hostname=field(body, "Hostname", str, _CFG, ""),
         domainname=field(body, "Domainname", str, _CFG, ""), tty=field(body, "Tty", bool, _CFG, False),

@@ -184,15 +184,15 @@ def _parse_mount(text: str) -> dict[str, Any]:
 
 
 def _create_options(a: Namespace, *, detach: bool = True, auto_remove: bool = False) -> Any:
+    from sampan.engine.containers import options
     from sampan.engine.containers.create import CreateOptions
     from sampan.engine.specgen import RunOptions
 
-    network = a.network or "bridge"
-    user_network = network if network not in ("none", "host") and not network.startswith("container:") else ""
+    network_mode, network = options.network_mode(a.network)
     tmpfs = {}
     for item in a.tmpfs:
-        destination, _, options = item.partition(":")
-        tmpfs[destination] = options
+        destination, _, tmpfs_options = item.partition(":")
+        tmpfs[destination] = tmpfs_options
     labels = _key_values([line for path in a.label_file for line in _read_lines(path)] + a.label, "label")
     attach = {s.lower() for s in a.attach or []}
     if not detach and not attach:
@@ -208,16 +208,15 @@ def _create_options(a: Namespace, *, detach: bool = True, auto_remove: bool = Fa
         if a.health_retries < 0:
             raise InvalidArgument("--health-retries cannot be negative")
         healthcheck["Retries"] = a.health_retries
-    entrypoint = None if a.entrypoint is None else ([a.entrypoint] if a.entrypoint else [])
     run = RunOptions(
-        command=list(a.command), entrypoint=entrypoint, env=_env(a), workdir=a.workdir, user=a.user,
-        group_add=a.group_add, hostname=a.hostname, domainname=a.domainname, tty=a.tty, stdin_open=a.interactive,
-        read_only=a.read_only, privileged=a.privileged, cap_add=a.cap_add, cap_drop=a.cap_drop,
+        command=list(a.command), entrypoint=options.entrypoint(None if a.entrypoint is None else [a.entrypoint]),
+        env=_env(a), workdir=a.workdir, user=a.user, group_add=a.group_add, hostname=a.hostname,
+        domainname=a.domainname, tty=a.tty, stdin_open=a.interactive, read_only=a.read_only, privileged=a.privileged, cap_add=a.cap_add, cap_drop=a.cap_drop,
         security_opt=a.security_opt, sysctls=_key_values(a.sysctl, "sysctl"), ulimits=a.ulimit, memory=a.memory,
         memory_swap=a.memory_swap, memory_reservation=a.memory_reservation, cpus=a.cpus,
         cpu_shares=a.cpu_shares, cpuset_cpus=a.cpuset_cpus, pids_limit=a.pids_limit,
         oom_kill_disable=a.oom_kill_disable, devices=a.device, tmpfs=tmpfs, shm_size=a.shm_size, init=a.init,
-        network_mode="private" if user_network else network, pid_mode=a.pid, ipc_mode=a.ipc, uts_mode=a.uts, labels=labels,
+        network_mode=network_mode, pid_mode=a.pid, ipc_mode=a.ipc, uts_mode=a.uts, labels=labels,
         stop_signal=a.stop_signal, cgroup_parent=a.cgroup_parent, oom_score_adj=a.oom_score_adj)
     return CreateOptions(
         image=a.image, run=run, name=a.name, binds=a.volume, mounts=[_parse_mount(m) for m in a.mount],
@@ -226,7 +225,7 @@ def _create_options(a: Namespace, *, detach: bool = True, auto_remove: bool = Fa
         stop_timeout=a.stop_timeout, runtime=a.runtime, proc_view=a.proc_view == "true",
         attach_stdin="stdin" in attach,
         attach_stdout="stdout" in attach, attach_stderr="stderr" in attach,
-        network=user_network or "bridge", network_aliases=a.network_alias, ip=a.ip, mac_address=a.mac_address,
+        network=network, network_aliases=a.network_alias, ip=a.ip, mac_address=a.mac_address,
         publish=a.publish, publish_all=a.publish_all, dns=a.dns, dns_search=a.dns_search,
         dns_options=a.dns_option, extra_hosts=a.add_host)
 
