@@ -44,16 +44,24 @@ class Listen:
         raise UsageError(f"invalid host {text!r}: expected unix:///path or tcp://ADDR:PORT")
 
 
-def _unix_socket(path: str, group: str) -> socket.socket:
+def _group_id(group: str) -> int | None:
+    """The gid of ``--group`` (a name or a number), checked before any socket exists."""
+    if not group:
+        return None
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise InvalidArgument(f"group {group!r} not found") from None
+
+
+def _unix_socket(path: str, gid: int | None) -> socket.socket:
     os.makedirs(os.path.dirname(path), mode=0o711, exist_ok=True)
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.connect(path)
         raise InvalidArgument(f"{path}: another service is listening there")
-    except (FileNotFoundError, ConnectionRefusedError):
-        pass
     except OSError:
-        pass
+        pass  # nothing listens there (no file, or a stale socket)
     finally:
         probe.close()
     try:
@@ -67,11 +75,7 @@ def _unix_socket(path: str, group: str) -> socket.socket:
     finally:
         os.umask(old)
     os.chmod(path, 0o660)
-    if group:
-        try:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise InvalidArgument(f"group {group!r} not found") from None
+    if gid is not None:
         os.chown(path, 0, gid)
     sock.listen(128)
     return sock
@@ -80,14 +84,17 @@ def _unix_socket(path: str, group: str) -> socket.socket:
 def _tls_context(tlsverify: bool, cacert: str, cert: str, key: str) -> ssl.SSLContext:
     if not cert or not key:
         raise UsageError("--tls and --tlsverify need --tlscert and --tlskey")
+    if tlsverify and not cacert:
+        raise UsageError("--tlsverify needs --tlscacert to verify client certificates")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert, key)
-    if tlsverify:
-        if not cacert:
-            raise UsageError("--tlsverify needs --tlscacert to verify client certificates")
-        context.load_verify_locations(cacert)
-        context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        context.load_cert_chain(cert, key)
+        if tlsverify:
+            context.load_verify_locations(cacert)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as e:  # a missing file, or one that holds no certificate or key
+        raise InvalidArgument(f"could not load the TLS certificates: {e.strerror or e}") from None
     return context
 
 
@@ -149,10 +156,11 @@ def serve(root: str, runroot: str, listens: list[Listen], *, group: str = "", tl
     context = _tls_context(tlsverify, cacert, cert, key) if (tls or tlsverify) else None
     if context is not None and not any(item.kind == "tcp" for item in listens):
         raise UsageError("--tls applies to tcp:// hosts only")
+    gid = _group_id(group)
     sockets = []
     for item in listens:
         if item.kind == "unix":
-            sockets.append((item, _unix_socket(item.address, group)))
+            sockets.append((item, _unix_socket(item.address, gid)))
     _prestart_monitor_host(root, runroot)
 
     tls_listeners: list[TLSListener] = []
@@ -171,7 +179,10 @@ def serve(root: str, runroot: str, listens: list[Listen], *, group: str = "", tl
             elif item.kind == "tcp":
                 tls_listeners.append(_tls_listener(item, context, runner.server, loop))
         for site in sites:
-            await site.start()
+            try:
+                await site.start()
+            except OSError as e:  # a TCP port in use, an address not ours
+                raise InvalidArgument(f"{site.name}: {e.strerror or e}") from None
         for listener in tls_listeners:
             listener.start()
         gc.freeze()  # what start-up made lives as long as we do: keep the collector from walking it again

@@ -1,9 +1,11 @@
-"""The API service on TCP with ``--tlsverify``, as dockerd serves it: the real docker CLI and docker-py's TLSConfig
+"""The service's own options. Its unix socket is mode 0660 with the ``--group`` given; bad options are one line and
+leave no socket. On TCP with ``--tlsverify``, as dockerd serves it, the real docker CLI and docker-py's TLSConfig
 with a client certificate of the test CA get in (also through a hijacked attach, ``docker run``), and a client
 with no certificate, with one of another CA, or speaking plain HTTP is refused at the handshake."""
 
 from __future__ import annotations
 
+import grp
 import os
 import shutil
 import signal
@@ -113,3 +115,32 @@ def test_docker_py_tls_config(tls_service: TLSService, monkeypatch: pytest.Monke
     with pytest.raises(docker.errors.DockerException):  # no client certificate: the handshake fails
         docker.DockerClient(base_url=f"https://127.0.0.1:{tls_service.port}",
                             tls=docker.tls.TLSConfig(ca_cert=str(certs.ca), verify=True), timeout=30)
+
+
+def test_socket_group_and_bad_options(sampan: Sampan, tmp_path: Path) -> None:
+    group = grp.getgrnam("daemon")
+    sock = tmp_path / "api.sock"
+    service = subprocess.Popen([SAMPAN, "system", "service", "--host", f"unix://{sock}", "--group", "daemon"],
+                               env=sampan.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(tmp_path / "config")}
+        deadline = time.monotonic() + 30
+        while subprocess.run(["docker", "version"], env=env, capture_output=True, check=False).returncode != 0:
+            assert service.poll() is None and time.monotonic() < deadline, "the service did not answer"
+            time.sleep(0.1)
+        info = sock.stat()
+        assert (oct(info.st_mode & 0o777), info.st_uid, info.st_gid) == ("0o660", 0, group.gr_gid)
+    finally:
+        os.kill(service.pid, signal.SIGTERM)
+        _, err = service.communicate(timeout=20)
+    assert b"Traceback" not in err and not sock.exists()
+    certs = tmp_path / "nosuch"
+    for args in (["--group", "nosuch-group"],
+                 ["--tlsverify", "--tlscacert", str(certs), "--tlscert", str(certs), "--tlskey", str(certs),
+                  "--host", "tcp://127.0.0.1:2376"],
+                 ["--host", "tcp://127.0.0.1:99999"],
+                 ["--host", "unix://relative"]):
+        bad = sampan("system", "service", "--host", f"unix://{sock}", *args, check=False, timeout=30)
+        assert bad.returncode != 0 and bad.stderr.count("\n") == 1, (args, bad.stderr)
+        assert "Traceback" not in bad.stderr and not sock.exists(), args
