@@ -199,6 +199,49 @@ def test_run_detached_lifecycle(service: Service) -> None:
     assert service.docker("rm", "ticker2", check=False).returncode == 1
 
 
+def test_more_verbs_and_image_archives(service: Service, tmp_path: Path) -> None:
+    """pause, unpause, update, restart, kill, export, events, history, save/load and image prune, each through the
+    docker CLI."""
+    import tarfile
+
+    since = f"{time.time() - 1:.3f}"
+    service.out("run", "-d", "--name", "verbs", "--network", "none", "busybox", "sleep", "300")
+
+    def state() -> str:
+        return service.out("inspect", "--format", "{{.State.Status}}", "verbs").strip()
+
+    service.docker("pause", "verbs")
+    assert state() == "paused"
+    service.docker("unpause", "verbs")
+    assert state() == "running"
+    service.docker("update", "--memory", "64m", "--memory-swap", "128m", "verbs")
+    assert service.out("inspect", "--format", "{{.HostConfig.Memory}}", "verbs").strip() == str(64 << 20)
+    service.docker("restart", "-t", "1", "verbs")
+    assert state() == "running"
+    service.docker("kill", "--signal", "KILL", "verbs")
+    assert service.out("wait", "verbs").strip() == "137"
+    export = tmp_path / "export.tar"
+    service.docker("export", "-o", str(export), "verbs")
+    with tarfile.open(export) as tar:
+        assert "bin/busybox" in tar.getnames()
+    until = f"{time.time() + 1:.3f}"
+    actions = service.out("events", "--since", since, "--until", until, "--filter", "container=verbs",
+                          "--format", "{{.Action}}").split()
+    for action in ("create", "start", "pause", "unpause", "restart", "kill", "die"):
+        assert action in actions, (action, actions)
+    service.docker("rm", "verbs")
+    assert service.out("history", "--format", "{{.ID}}", "busybox").strip()
+    service.docker("tag", "busybox", "verbs/copy:1")
+    archive = tmp_path / "copy.tar"
+    service.docker("save", "-o", str(archive), "verbs/copy:1")
+    service.docker("rmi", "verbs/copy:1")
+    assert "verbs/copy:1" in service.out("load", "-i", str(archive))
+    assert service.out("image", "inspect", "--format", "{{.Id}}", "verbs/copy:1") == \
+        service.out("image", "inspect", "--format", "{{.Id}}", "busybox")
+    service.docker("rmi", "verbs/copy:1")
+    assert "Total reclaimed space" in service.out("image", "prune", "-f")
+
+
 def test_run_interactive_tty(service: Service) -> None:
     if shutil.which("script") is None:
         pytest.skip("script (util-linux) is not installed")

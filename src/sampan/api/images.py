@@ -105,7 +105,9 @@ async def get(request: web.Request) -> web.StreamResponse:
 async def load(request: web.Request) -> web.StreamResponse:
     from sampan.engine.image_load import load as load_images
 
-    quiet = query_bool(request, "quiet")
+    # quiet hides only progress bars, which we never send: as from dockerd, the "Loaded image" lines always come
+    # (the docker CLI asks for quiet whenever its output is not a terminal)
+    query_bool(request, "quiet")  # still validated
     body = await body_to_file(request)
     try:
         loaded = await backend(request).call(load_images, body)
@@ -117,8 +119,7 @@ async def load(request: web.Request) -> web.StreamResponse:
             lines.append({"stream": f"Loaded image: {name}\n"})
         if not image.tags:
             lines.append({"stream": f"Loaded image ID: {image.id}\n"})
-    text = "" if quiet else "".join(json.dumps(line) + "\n" for line in lines)
-    return web.Response(text=text, content_type="application/json")
+    return web.Response(text="".join(json.dumps(line) + "\n" for line in lines), content_type="application/json")
 
 
 async def create(request: web.Request) -> web.StreamResponse:
