@@ -10,7 +10,6 @@ import json
 import re
 import sqlite3
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from sampan.engine import events
@@ -93,18 +92,14 @@ def load_config(engine: Engine, image_id: str) -> ImageConfig:
 # ---------------------------------------------------------------------------------------------- listing
 
 
-@dataclass(frozen=True)
 class ImageSummary:
-    """One image as ``images`` and the API's ``/images/json`` see it."""
+    """One image as ``images`` and the API's ``/images/json`` see it. This module's records are plain classes:
+    a dataclass costs about a millisecond at every start of a command that looks images up (a cached build)."""
 
-    id: str
-    repo_tags: list[str]
-    repo_digests: list[str]
-    created: float
-    size: int
-    labels: dict[str, str]
-    parent: str
-    containers: int = 0
+    def __init__(self, id: str, repo_tags: list[str], repo_digests: list[str], created: float, size: int,
+                 labels: dict[str, str], parent: str, containers: int = 0) -> None:
+        self.id, self.repo_tags, self.repo_digests, self.created = id, repo_tags, repo_digests, created
+        self.size, self.labels, self.parent, self.containers = size, labels, parent, containers
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
@@ -210,13 +205,14 @@ def tag(engine: Engine, source: str, target: str) -> str:
     return image_id
 
 
-@dataclass
 class RemoveReport:
-    """What ``rmi``/``prune`` did, in Docker's order: ("Untagged", ref) and ("Deleted", id) lines."""
+    """What ``rmi``/``prune`` did, in Docker's order: ("Untagged", ref) and ("Deleted", id) lines; ``events``
+    are (action, image ID, name) to record."""
 
-    actions: list[tuple[str, str]] = field(default_factory=list)
-    reclaimed: int = 0
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (action, image ID, name) to record
+    def __init__(self) -> None:
+        self.actions: list[tuple[str, str]] = []
+        self.reclaimed = 0
+        self.events: list[tuple[str, str, str]] = []
 
 
 def remove(engine: Engine, name: str, *, force: bool = False) -> RemoveReport:
@@ -406,14 +402,12 @@ def inspect(engine: Engine, name: str) -> dict[str, Any]:
     return out
 
 
-@dataclass(frozen=True)
 class HistoryEntry:
-    id: str  # the image ID for the top entry, "<missing>" for the others (as Docker)
-    created: float
-    created_by: str
-    size: int
-    comment: str
-    tags: list[str]
+    """``id`` is the image ID for the top entry, "<missing>" for the others (as Docker)."""
+
+    def __init__(self, id: str, created: float, created_by: str, size: int, comment: str, tags: list[str]) -> None:
+        self.id, self.created, self.created_by, self.size, self.comment, self.tags = \
+            id, created, created_by, size, comment, tags
 
 
 def history(engine: Engine, name: str) -> list[HistoryEntry]:

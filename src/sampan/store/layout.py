@@ -8,17 +8,21 @@ test, and each user who wants one, gets an isolated engine.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_ROOT = "/var/lib/sampan"
 DEFAULT_RUNROOT = "/run/sampan"
 
 
-@dataclass(frozen=True)
 class Layout:
-    root: Path
-    runroot: Path
+    """A plain class, not a dataclass: every command builds one, and a dataclass costs about a millisecond at
+    start-up (with the ``dataclasses`` module itself, several)."""
+
+    def __init__(self, root: Path, runroot: Path) -> None:
+        self.root, self.runroot = root, runroot
+
+    def __repr__(self) -> str:
+        return f"Layout(root={self.root!r}, runroot={self.runroot!r})"
 
     @classmethod
     def from_options(cls, root: str | None = None, runroot: str | None = None) -> Layout:
