@@ -140,6 +140,9 @@ def test_ping_and_errors(service: Service) -> None:
         ("POST", "/containers/create", b"{" + b" " * (9 << 20) + b"}", 400, "too large"),
         ("DELETE", "/volumes/nosuch", None, 404, "No such volume"),
         ("POST", "/exec/nosuch/start", b"{}", 404, "No such exec"),
+        ("POST", "/containers/nosuch/kill?signal=999", None, 400, "Invalid signal"),
+        ("GET", "/containers/nosuch/top?ps_args=%22", None, 400, "ps_args"),
+        ("GET", "/system/df?type=bogus", None, 400, "unknown object type"),
     ]
     for method, path, body, want_status, want_text in cases:
         status, headers, data = request(service, method, path, body)

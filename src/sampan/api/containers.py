@@ -382,9 +382,14 @@ async def restart(request: web.Request) -> web.StreamResponse:
 
 
 async def kill(request: web.Request) -> web.StreamResponse:
+    from signal import NSIG
+
     from sampan.engine.containers import lifecycle
+    from sampan.engine.specgen import parse_signal
 
     signal = request.query.get("signal") or "SIGKILL"
+    if not 0 < parse_signal(signal) < NSIG:  # a number the kernel has no signal for (kill(2): EINVAL)
+        raise BadRequest(f"Invalid signal: {signal}")
     await backend(request).call(lambda e: lifecycle.kill(e, request.match_info["id"], signal))
     return no_content()
 
@@ -582,7 +587,10 @@ async def top(request: web.Request) -> web.StreamResponse:
 
     from sampan.engine.containers.query import top as top_of
 
-    args = shlex.split(request.query.get("ps_args", ""))
+    try:
+        args = shlex.split(request.query.get("ps_args", ""))
+    except ValueError as e:  # an unclosed quote
+        raise BadRequest(f"invalid ps_args: {e}") from None
     titles, rows = await backend(request).call(top_of, request.match_info["id"], args)
     return json_response({"Titles": titles, "Processes": rows})
 

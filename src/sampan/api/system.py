@@ -49,8 +49,12 @@ async def info(request: web.Request) -> web.StreamResponse:
     return json_response(data)
 
 
-def _df(engine: Any, verbose_types: set[str]) -> dict[str, Any]:
-    """Docker's ``/system/df`` from the engine's figures: each image, container and volume with its size."""
+_DF_TYPES = ("container", "image", "volume", "build-cache")
+
+
+def _df(engine: Any, types: set[str]) -> dict[str, Any]:
+    """Docker's ``/system/df`` from the engine's figures: each image, container and volume with its size; only the
+    kinds in ``types`` when it names any (API 1.42: each kind costs a walk of its files)."""
     from sampan.api.containers import summary
     from sampan.api.images import image_summary
     from sampan.engine import images, volumes
@@ -58,31 +62,44 @@ def _df(engine: Any, verbose_types: set[str]) -> dict[str, Any]:
     from sampan.engine.containers.query import container_size
     from sampan.engine.system import disk_usage
 
-    lines = {line.type: line for line in disk_usage(engine)}
-    out: dict[str, Any] = {"LayersSize": lines["Images"].size, "BuildCache": []}
-    out["Images"] = [image_summary(s) for s in images.list_images(engine, all=True)]
-    counts: dict[str, int] = {}
-    containers = []
-    for record in model.all_current(engine):
-        counts[record.image_id] = counts.get(record.image_id, 0) + 1
-        item = summary(engine, record)
-        item["SizeRw"] = container_size(engine, record.id)
-        containers.append(item)
-    for item in out["Images"]:
-        item["Containers"] = counts.get(item["Id"], 0)
-        item["SharedSize"] = 0
-    out["Containers"] = containers
-    vols = []
-    for volume in volumes.list_volumes(engine):
-        data = volumes.inspect(engine, volume.name)
-        data["UsageData"] = {"Size": volumes.directory_size(volume.mountpoint), "RefCount": len(volume.users)}
-        vols.append(data)
-    out["Volumes"] = vols
+    wanted = types or set(_DF_TYPES)
+    out: dict[str, Any] = {}
+    if "image" in wanted:
+        lines = {line.type: line for line in disk_usage(engine)}
+        out["LayersSize"] = lines["Images"].size
+        out["Images"] = [image_summary(s) for s in images.list_images(engine, all=True)]
+    if "build-cache" in wanted:
+        out["BuildCache"] = []
+    if wanted & {"container", "image"}:  # images count the containers that use them
+        counts: dict[str, int] = {}
+        containers = []
+        for record in model.all_current(engine):
+            counts[record.image_id] = counts.get(record.image_id, 0) + 1
+            if "container" in wanted:
+                item = summary(engine, record)
+                item["SizeRw"] = container_size(engine, record.id)
+                containers.append(item)
+        for item in out.get("Images", []):
+            item["Containers"] = counts.get(item["Id"], 0)
+            item["SharedSize"] = 0
+        if "container" in wanted:
+            out["Containers"] = containers
+    if "volume" in wanted:
+        vols = []
+        for volume in volumes.list_volumes(engine):
+            data = volumes.inspect(engine, volume.name)
+            data["UsageData"] = {"Size": volumes.directory_size(volume.mountpoint), "RefCount": len(volume.users)}
+            vols.append(data)
+        out["Volumes"] = vols
     return out
 
 
 async def df(request: web.Request) -> web.StreamResponse:
-    return json_response(await backend(request).call(_df, set(request.query.getall("type", []))))
+    types = set(request.query.getall("type", []))
+    unknown = sorted(types - set(_DF_TYPES))
+    if unknown:
+        raise BadRequest(f"unknown object type: {unknown[0]}")
+    return json_response(await backend(request).call(_df, types))
 
 
 def _timestamp(request: web.Request, name: str) -> float | None:
