@@ -8,7 +8,6 @@ import http.client
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -17,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SAMPAN, Sampan, remove_containers, remove_networks
+from api_service import running_service
+from conftest import Sampan
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
 
@@ -65,41 +65,16 @@ def request(service: Service, method: str, path: str, body: bytes | None = None,
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> Iterator[Service]:
     base = tmp_path_factory.mktemp("api")
-    runner = Sampan(base / "root", base / "run")
-    runner("load", "-i", str(busybox_archive))
     sock = base / "run" / "sampan.sock"
-    log_path = base / "service.log"
-    log = open(log_path, "wb")  # noqa: SIM115
-    proc = subprocess.Popen([SAMPAN, "system", "service", "--host", f"unix://{sock}"], env=runner.env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(base / "config"),
            "DOCKER_CLI_HINTS": "false"}
-    try:
-        deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "version"], env=env, capture_output=True, check=False).returncode != 0:
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the service did not answer"
-            time.sleep(0.1)
-        yield Service(runner, sock, env, log_path)
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        try:
-            remove_containers(runner)
-            # the /proc view's server ends when its mount goes
-            subprocess.run(["umount", "-l", str(runner.runroot / "procview")], check=False, capture_output=True)
-        finally:
-            remove_networks(runner)
-            text = log_path.read_text(errors="replace")
-            shutil.rmtree(base / "root", ignore_errors=True)
-            shutil.rmtree(base / "run", ignore_errors=True)
-        assert "Traceback" not in text, text
-        assert not sock.exists()
+
+    def answers() -> bool:
+        return subprocess.run(["docker", "version"], env=env, capture_output=True, check=False).returncode == 0
+
+    with running_service(base, ["--host", f"unix://{sock}"], answers, busybox_archive) as runner:
+        yield Service(runner, sock, env, base / "service.log")
+    assert not sock.exists()
 
 
 # ---------------------------------------------------------------------------------------------- system

@@ -8,15 +8,14 @@ from __future__ import annotations
 import grp
 import os
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import SAMPAN, Sampan, remove_containers
+from api_service import running_service
+from conftest import Sampan
 from registry_fixtures import Certs, free_port, make_certs
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
@@ -41,41 +40,13 @@ class TLSService:
 def tls_service(tmp_path_factory: pytest.TempPathFactory, busybox_archive: Path) -> Iterator[TLSService]:
     base = tmp_path_factory.mktemp("api-tls")
     certs = make_certs(base / "certs")
-    runner = Sampan(base / "root", base / "run")
-    runner("load", "-i", str(busybox_archive))
     port = free_port()
-    log_path = base / "service.log"
-    log = open(log_path, "wb")  # noqa: SIM115
-    proc = subprocess.Popen([SAMPAN, "system", "service", "--host", f"tcp://127.0.0.1:{port}", "--tlsverify",
-                             "--tlscacert", str(certs.ca), "--tlscert", str(certs.server_cert),
-                             "--tlskey", str(certs.server_key)],
-                            env=runner.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
     env = {key: value for key, value in os.environ.items() if not key.startswith("DOCKER_")}
     service = TLSService(port, certs, {**env, "DOCKER_CONFIG": str(base / "config"), "DOCKER_CLI_HINTS": "false"})
-    try:
-        deadline = time.monotonic() + 30
-        while service.docker("version").returncode != 0:
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, "the service did not answer"
-            time.sleep(0.1)
+    args = ["--host", f"tcp://127.0.0.1:{port}", "--tlsverify", "--tlscacert", str(certs.ca), "--tlscert",
+            str(certs.server_cert), "--tlskey", str(certs.server_key)]
+    with running_service(base, args, lambda: service.docker("version").returncode == 0, busybox_archive):
         yield service
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
-        try:
-            remove_containers(runner)
-            subprocess.run(["umount", "-l", str(runner.runroot / "procview")], check=False, capture_output=True)
-        finally:
-            text = log_path.read_text(errors="replace")
-            shutil.rmtree(base / "root", ignore_errors=True)
-            shutil.rmtree(base / "run", ignore_errors=True)
-        assert "Traceback" not in text, text
 
 
 def test_docker_cli_with_a_client_certificate(tls_service: TLSService) -> None:
@@ -120,21 +91,15 @@ def test_docker_py_tls_config(tls_service: TLSService, monkeypatch: pytest.Monke
 def test_socket_group_and_bad_options(sampan: Sampan, tmp_path: Path) -> None:
     group = grp.getgrnam("daemon")
     sock = tmp_path / "api.sock"
-    service = subprocess.Popen([SAMPAN, "system", "service", "--host", f"unix://{sock}", "--group", "daemon"],
-                               env=sampan.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(tmp_path / "config")}
-        deadline = time.monotonic() + 30
-        while subprocess.run(["docker", "version"], env=env, capture_output=True, check=False).returncode != 0:
-            assert service.poll() is None and time.monotonic() < deadline, "the service did not answer"
-            time.sleep(0.1)
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": str(tmp_path / "config")}
+
+    def answers() -> bool:
+        return subprocess.run(["docker", "version"], env=env, capture_output=True, check=False).returncode == 0
+
+    with running_service(tmp_path / "service", ["--host", f"unix://{sock}", "--group", "daemon"], answers):
         info = sock.stat()
         assert (oct(info.st_mode & 0o777), info.st_uid, info.st_gid) == ("0o660", 0, group.gr_gid)
-    finally:
-        os.kill(service.pid, signal.SIGTERM)
-        _, err = service.communicate(timeout=20)
-    assert b"Traceback" not in err and not sock.exists()
+    assert not sock.exists()
     certs = tmp_path / "nosuch"
     for args in (["--group", "nosuch-group"],
                  ["--tlsverify", "--tlscacert", str(certs), "--tlscert", str(certs), "--tlskey", str(certs),
