@@ -490,3 +490,21 @@ def test_run_rm_bridge_overhead(sampan, busybox) -> None:
         sampan("run", "--rm", "busybox", "true")
     assert (time.monotonic() - start) / 3 < 2.0
 
+
+
+def test_table_deleted_from_outside_comes_back_whole_at_the_next_start(sampan, busybox) -> None:
+    """A start adds its networks' elements in one transaction without listing the table first; when that fails
+    (``nft flush ruleset``, another firewall's restart), the table is made again with every network's elements,
+    so masquerade and isolation hold for networks whose containers have not restarted yet."""
+    from sampan.engine import networks
+    from sampan.network import firewall
+
+    network_id = sampan("network", "create", "kept").stdout.strip()
+    engine = sampan.engine()
+    firewall.delete_table(networks.table_name(engine))
+    assert not _kernel(sampan)[1]
+    out = sampan("run", "--rm", "busybox", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+    assert "inet " in out
+    elements = _kernel(sampan)[1]
+    assert set(elements["bridges"]) == {f"br-{network_id[:12]}", networks.default_bridge(engine)}, elements
+    assert len(elements["masq"]) == 2, elements

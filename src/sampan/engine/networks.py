@@ -225,15 +225,40 @@ def create(engine: Engine, name: str, *, driver: str = "bridge", subnet: str = "
 
 
 def _ensure_kernel(engine: Engine, network: Network) -> None:
-    """The bridge, the table and the network's set elements (idempotent; cheap when all are there)."""
-    from sampan.network import firewall, netlink
+    """The bridge, the table and the network's set elements (idempotent)."""
+    _ensure_bridge(engine, network)
+    _add_elements(engine, [network])
 
-    table = table_name(engine)
-    if not netlink.link_exists(network.bridge) or not firewall.exists(table):
+
+def _ensure_bridge(engine: Engine, network: Network) -> None:
+    """The bridge, made under the lock when it is missing (a stat of /sys when it is there)."""
+    from sampan.network import netlink
+
+    if not netlink.link_exists(network.bridge):
         with _lock(engine, "kernel"):
             netlink.ensure_bridge(network.bridge, network.gateway, network.net.prefixlen, network.mtu)
+
+
+def _add_elements(engine: Engine, joined: list[Network], ports: list[tuple[str, str, int, str, int]] | None = None
+                  ) -> None:
+    """One nftables transaction: the networks' set elements (adding present ones is a no-op) and published
+    ports. The table is not looked for first (a listing costs as much as the change): only when the change
+    fails is the table made, under the lock, and the change made again with every network's elements (a
+    table deleted from outside, such as by ``nft flush ruleset``, comes back whole)."""
+    from sampan._linux.nftables import NftError
+    from sampan.network import firewall
+
+    table = table_name(engine)
+    port_groups = [firewall.port_elements(ports)] if ports else []
+    try:
+        firewall.add(table, *[firewall.network_elements(n.bridge, n.subnet, n.internal) for n in joined],
+                     *port_groups)
+    except NftError:
+        with _lock(engine, "kernel"):
             firewall.ensure_table(table)
-    firewall.add(table, firewall.network_elements(network.bridge, network.subnet, network.internal))
+        every = {n.id: n for n in [*_all(engine), *joined]}.values()
+        firewall.add(table, *[firewall.network_elements(n.bridge, n.subnet, n.internal) for n in every],
+                     *port_groups)
 
 
 def _remove_kernel(engine: Engine, network: Network) -> None:
@@ -491,14 +516,15 @@ def _reserve_address(tx: Any, container_id: str, network: Network, row: Any) -> 
 def setup(engine: Engine, record: Any, pid: int, inside: Any = None) -> bool:
     """Connect a created (not yet started) container to its networks: addresses and host ports reserved in
     the store, then veths, routes and DNAT in the kernel. ``inside`` runs in the container's namespace (the DNS
-    responder's sockets). Returns False for a container without networks. On failure nothing is left."""
-    from sampan.network import firewall, netlink
+    responder's sockets). Returns False for a container without networks. On failure nothing is left. The
+    kernel's share is two netlink round trips (``netlink.attach``) and one nftables transaction."""
+    from sampan.network import netlink
 
     joined = attachments(engine, record.id)
     if not joined:
         return False
     for network, _ in joined:
-        _ensure_kernel(engine, network)
+        _ensure_bridge(engine, network)
     try:
         interfaces, ports = [], []
         with engine.db.transaction() as tx:
@@ -510,12 +536,12 @@ def setup(engine: Engine, record: Any, pid: int, inside: Any = None) -> bool:
                 if index == 0:
                     ports = _reserve_ports(tx, record.id, record, address)
         netlink.attach(f"/proc/{pid}/ns/net", interfaces, inside)
-        if ports:
-            firewall.add(table_name(engine), firewall.port_elements(ports))
-        for network, _ in joined:
-            if network.user_defined:
-                write_names(engine, network.id)
-        write_dns_index(engine, record.id)
+        _add_elements(engine, [network for network, _ in joined], ports)
+        user = [network for network, _ in joined if network.user_defined]
+        for network in user:
+            write_names(engine, network.id)
+        if user:
+            write_dns_index(engine, record.id)
     except BaseException:
         teardown(engine, record.id)
         raise

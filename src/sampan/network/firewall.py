@@ -137,21 +137,30 @@ def port_elements(ports: list[tuple[str, str, int, str, int]]) -> dict[str, list
     return out
 
 
-def add(table: str, elements: dict[str, list[Any]]) -> None:
-    _run([{"add": _elements(table, name, items)} for name, items in elements.items() if items])
+def add(table: str, *groups: dict[str, list[Any]]) -> None:
+    """Add the elements of every group in one transaction (raises ``NftError`` when the table is missing)."""
+    _run([{"add": _elements(table, name, items)} for group in groups for name, items in group.items() if items])
 
 
 def remove(table: str, elements: dict[str, list[Any]]) -> None:
-    """Delete elements one command each, ignoring those that are gone (a repair may run twice)."""
+    """Delete elements in one transaction; when that fails (one is gone: a repair may run twice, or the table
+    is), one command each, ignoring those that are gone."""
+    commands = [{"delete": _elements(table, name, [item[0] if isinstance(item, list) else item])}
+                for name, items in elements.items() for item in items]
+    if not commands:
+        return
+    try:
+        _run(commands)
+        return
+    except nftables.NftError:
+        pass
     if not exists(table):
         return
-    for name, items in elements.items():
-        for item in items:
-            key = item[0] if isinstance(item, list) else item
-            try:
-                _run([{"delete": _elements(table, name, [key])}])
-            except nftables.NftError:
-                pass
+    for command in commands:
+        try:
+            _run([command])
+        except nftables.NftError:
+            pass
 
 
 def listed(table: str) -> dict[str, list[Any]]:

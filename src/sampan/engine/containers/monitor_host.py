@@ -34,7 +34,7 @@ _SOCKET = "monitor-host.sock"
 _PIDFILE = "monitor-host.pid"
 _CONNECT_TIMEOUT_S = 10.0
 _FINGERPRINT_DIRS = ("engine", "engine/containers", "runtime", "runtime/cgroups", "monitor", "store", "_linux",
-                     "procview")
+                     "procview", "network")
 
 
 def fingerprint() -> str:
