@@ -10,17 +10,8 @@ from pathlib import Path
 import pytest
 
 from sampan.build import dockerfile as df
+from tests.build_context import make_context
 from tests.conftest import Sampan, docker_cli
-
-
-def _ctx(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir(parents=True, exist_ok=True)
-    (ctx / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        (ctx / name).parent.mkdir(parents=True, exist_ok=True)
-        (ctx / name).write_text(text)
-    return ctx
 
 
 def _config(sampan: Sampan, image: str) -> dict:
@@ -61,7 +52,7 @@ def test_parser_errors_name_the_line(text: str, message: str) -> None:
 
 
 def test_metadata_steps_and_a_cached_rebuild(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, "FROM busybox\nARG V=1\nENV A=b P=$V\nWORKDIR /app\nWORKDIR sub\nLABEL l=v \"k 2\"=w\n"
+    ctx = make_context(tmp_path, "FROM busybox\nARG V=1\nENV A=b P=$V\nWORKDIR /app\nWORKDIR sub\nLABEL l=v \"k 2\"=w\n"
                          "EXPOSE 80 53/udp\nUSER 1:2\nVOLUME /data\nSTOPSIGNAL SIGINT\nSHELL [\"/bin/sh\", \"-c\"]\n"
                          "ONBUILD RUN true\nHEALTHCHECK --interval=5s CMD true\nENTRYPOINT [\"/bin/sh\"]\n"
                          "CMD echo hi\n")
@@ -87,7 +78,7 @@ def test_metadata_steps_and_a_cached_rebuild(sampan: Sampan, busybox: str, tmp_p
 
 
 def test_run_layers_and_whiteouts(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, "FROM busybox\nARG WHO=x\nRUN echo $WHO > /kept && echo big > /gone && mkdir /d\n"
+    ctx = make_context(tmp_path, "FROM busybox\nARG WHO=x\nRUN echo $WHO > /kept && echo big > /gone && mkdir /d\n"
                          "RUN rm /gone /bin/true && touch /d/f\n")
     out = sampan("build", "--build-arg", "WHO=me", "-t", "runs", str(ctx)).stdout
     assert " ---> Running in " in out
@@ -103,14 +94,14 @@ def test_run_layers_and_whiteouts(sampan: Sampan, busybox: str, tmp_path: Path) 
     with tarfile.open(fileobj=io.BytesIO(last)) as layer:
         names = layer.getnames()
     assert ".wh.gone" in names and "bin/.wh.true" in names and "d/f" in names
-    failed = sampan("build", str(_ctx(tmp_path / "f", "FROM busybox\nRUN exit 3\n")), check=False)
+    failed = sampan("build", str(make_context(tmp_path / "f", "FROM busybox\nRUN exit 3\n")), check=False)
     assert failed.returncode != 0
     assert "The command '/bin/sh -c exit 3' returned a non-zero code: 3" in failed.stderr
     assert sampan("ps", "-aq").stdout == ""
 
 
 def test_copy_globs_dockerignore_chown_and_add_tar(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, "FROM busybox\nCOPY *.txt /t/\nCOPY dir /d\nCOPY --chown=1:2 a.txt /owned\n"
+    ctx = make_context(tmp_path, "FROM busybox\nCOPY *.txt /t/\nCOPY dir /d\nCOPY --chown=1:2 a.txt /owned\n"
                          "ADD pack.tar /unpacked/\nCOPY dir/sub/x.txt /single\n",
                {"a.txt": "a", "b.txt": "b", "c.log": "c", "dir/keep": "k", "dir/skip.log": "s",
                 "dir/sub/x.txt": "x", ".dockerignore": "*.log\n**/*.log\n"})
@@ -123,7 +114,7 @@ def test_copy_globs_dockerignore_chown_and_add_tar(sampan: Sampan, busybox: str,
                  "ls /t /d /d/sub; stat -c '%u:%g %s' /owned /single; cat /unpacked/inner/file").stdout
     assert out.split() == ["/d:", "keep", "sub", "/d/sub:", "x.txt", "/t:", "a.txt", "b.txt", "1:2", "1", "0:0",
                            "1", "in"]
-    missing = sampan("build", str(_ctx(tmp_path / "m", "FROM busybox\nCOPY c.log /\n", {"c.log": "c",
+    missing = sampan("build", str(make_context(tmp_path / "m", "FROM busybox\nCOPY c.log /\n", {"c.log": "c",
                                                                                        ".dockerignore": "*.log"})),
                      check=False)
     assert missing.returncode != 0 and "excluded by .dockerignore" in missing.stderr
@@ -139,7 +130,7 @@ def test_copy_globs_dockerignore_chown_and_add_tar(sampan: Sampan, busybox: str,
 
 
 def test_multi_stage_copy_from_and_target(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, "FROM busybox AS builder\nRUN mkdir /out && echo built > /out/app\n"
+    ctx = make_context(tmp_path, "FROM busybox AS builder\nRUN mkdir /out && echo built > /out/app\n"
                          "FROM busybox AS unused\nRUN exit 1\n"
                          "FROM busybox\nCOPY --from=builder /out/app /app\nCOPY --from=0 /out /o2\nCMD [\"cat\", \"/app\"]\n")
     out = sampan("build", "-t", "multi", str(ctx)).stdout
@@ -155,7 +146,7 @@ def test_multi_stage_copy_from_and_target(sampan: Sampan, busybox: str, tmp_path
 def test_bad_dockerfiles_leave_nothing(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
     before = sampan("images", "-aq").stdout
     for i, text in enumerate(["FROM busybox\nFOO x\n", "RUN true\n", "FROM busybox\nCMD [\"a\", 1]\n"]):
-        result = sampan("build", str(_ctx(tmp_path / str(i), text)), check=False)
+        result = sampan("build", str(make_context(tmp_path / str(i), text)), check=False)
         assert result.returncode != 0
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "Dockerfile:" in lines[0], result.stderr
@@ -179,7 +170,7 @@ def test_context_from_stdin(sampan: Sampan, busybox: str, tmp_path: Path) -> Non
 
 def test_build_matches_dockers_classic_builder(sampan: Sampan, busybox: str, busybox_archive: Path,
                                                 docker: dict[str, str], tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, "FROM busybox\nENV A=1\nWORKDIR /w\nCOPY f ./\nRUN echo x > g && rm f\n"
+    ctx = make_context(tmp_path, "FROM busybox\nENV A=1\nWORKDIR /w\nCOPY f ./\nRUN echo x > g && rm f\n"
                          "LABEL k=v\nEXPOSE 8080\nCMD [\"sh\"]\n", {"f": "data"})
     docker_cli(docker, "load", "-i", str(busybox_archive))
     docker_cli({**docker, "DOCKER_BUILDKIT": "0"}, "build", "-t", "parity", str(ctx))

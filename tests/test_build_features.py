@@ -20,17 +20,8 @@ import pytest
 
 from sampan.build import dockerfile as df
 from sampan.build import layers
+from tests.build_context import make_context
 from tests.conftest import SAMPAN, Sampan
-
-
-def _ctx(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir(parents=True, exist_ok=True)
-    (ctx / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        (ctx / name).parent.mkdir(parents=True, exist_ok=True)
-        (ctx / name).write_text(text)
-    return ctx
 
 
 def _sh(sampan: Sampan, image: str, script: str) -> str:
@@ -81,7 +72,7 @@ def test_layer_analysis_and_squash_merge() -> None:
 
 
 def test_heredocs_mounts_and_chmod(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, """FROM busybox
+    ctx = make_context(tmp_path, """FROM busybox
 ARG NAME=world
 RUN <<EOF
 echo "hello $NAME" > /greeting
@@ -124,7 +115,7 @@ RUN --mount=type=secret,id=absent,required=false test ! -e /run/secrets/absent
     assert sampan("build", "--secret", f"id=token,src={secret}", str(ctx)).stdout.count("Using cache") == 11
     (ctx / "src" / "data").write_text("changed")
     assert sampan("build", "--secret", f"id=token,src={secret}", str(ctx)).stdout.count("Using cache") == 7
-    missing = sampan("build", str(_ctx(tmp_path / "s", "FROM busybox\nRUN --mount=type=secret,id=x,required "
+    missing = sampan("build", str(make_context(tmp_path / "s", "FROM busybox\nRUN --mount=type=secret,id=x,required "
                                                       "true\n")), check=False)
     assert missing.returncode != 0 and "Dockerfile:2: secret x: not provided" in missing.stderr
     assert sampan("ps", "-aq").stdout == ""
@@ -158,14 +149,14 @@ def test_add_url_checksum_onbuild_and_squash(sampan: Sampan, busybox: str, tmp_p
                                              http_file: tuple[str, bytes]) -> None:
     url, body = http_file
     digest = "sha256:" + hashlib.sha256(body).hexdigest()
-    parent = _ctx(tmp_path / "p", f"FROM busybox\nADD --checksum={digest} {url} /dl/\nONBUILD COPY f /from-child\n"
+    parent = make_context(tmp_path / "p", f"FROM busybox\nADD --checksum={digest} {url} /dl/\nONBUILD COPY f /from-child\n"
                                   "ONBUILD RUN echo triggered > /t\n")
     sampan("build", "-t", "parent", str(parent))
     assert _sh(sampan, "parent", "cat /dl/file.txt; stat -c %a /dl/file.txt") == "remote content\n600\n"
-    bad = sampan("build", str(_ctx(tmp_path / "b", f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /x\n")),
+    bad = sampan("build", str(make_context(tmp_path / "b", f"FROM busybox\nADD --checksum=sha256:{'0' * 64} {url} /x\n")),
                  check=False)
     assert bad.returncode != 0 and "digest mismatch" in bad.stderr and "Dockerfile:2:" in bad.stderr
-    child = _ctx(tmp_path / "c", "FROM parent\nRUN rm /dl/file.txt && echo big > /big && rm /big\n"
+    child = make_context(tmp_path / "c", "FROM parent\nRUN rm /dl/file.txt && echo big > /big && rm /big\n"
                                  "RUN head -c 2000000 /dev/zero > /zeros\nRUN rm /zeros\n", {"f": "child file"})
     out = sampan("build", "-t", "child", str(child)).stdout
     assert "# Executing 2 build triggers" in out
@@ -186,7 +177,7 @@ def test_add_url_checksum_onbuild_and_squash(sampan: Sampan, busybox: str, tmp_p
 
 
 def test_source_date_epoch_reproducible_and_tar_context(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, "FROM busybox\nWORKDIR /app\nCOPY . .\nRUN echo x > /now && touch /later\nCMD [\"sh\"]\n",
+    ctx = make_context(tmp_path, "FROM busybox\nWORKDIR /app\nCOPY . .\nRUN echo x > /now && touch /later\nCMD [\"sh\"]\n",
                {"a": "a", "d/b": "b"})
     env = {**sampan.env, "SOURCE_DATE_EPOCH": "1700000000"}
 
@@ -223,7 +214,7 @@ def test_source_date_epoch_reproducible_and_tar_context(sampan: Sampan, busybox:
 ])
 def test_errors_name_file_line_and_step(sampan: Sampan, busybox: str, tmp_path: Path, text: str,
                                         message: str) -> None:
-    result = sampan("build", str(_ctx(tmp_path, text)), check=False)
+    result = sampan("build", str(make_context(tmp_path, text)), check=False)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].removeprefix("Error: ").startswith(message), result.stderr
@@ -233,7 +224,7 @@ def test_errors_name_file_line_and_step(sampan: Sampan, busybox: str, tmp_path: 
 
 
 def test_ctrl_c_mid_run_leaves_nothing(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
-    ctx = _ctx(tmp_path, "FROM busybox\nRUN echo started && sleep 60\n")
+    ctx = make_context(tmp_path, "FROM busybox\nRUN echo started && sleep 60\n")
     proc = subprocess.Popen([SAMPAN, "build", str(ctx)], env=sampan.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
@@ -272,7 +263,7 @@ def test_golden_against_dockers_classic_builder(sampan: Sampan, busybox: str, bu
     """Config and every layer's file list as Docker's classic builder makes them; the image runs in Docker."""
     from tests.conftest import docker_cli
 
-    ctx = _ctx(tmp_path, GOLDEN[name], {"d/x": "x", "d/sub/y": "y", "f1": "1", "f2": "2"})
+    ctx = make_context(tmp_path, GOLDEN[name], {"d/x": "x", "d/sub/y": "y", "f1": "1", "f2": "2"})
     with tarfile.open(ctx / "pack.tar", "w") as pack:
         info = tarfile.TarInfo("inner/file")
         info.size = 2

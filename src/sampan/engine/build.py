@@ -296,6 +296,15 @@ class Builder:
             self.configs[image_id] = config
         return config
 
+    def _use_cache(self, state: _Stage, created_by: str) -> bool:
+        """For a step that changes files: move ``state`` to the cached image when there is one (and say so)."""
+        hit = None if self.options.no_cache else self._cached(state.image_id, created_by)
+        if hit:
+            self.say.line(" ---> Using cache")
+            self.say.line(f" ---> {_short(hit)}")
+            state.image_id = hit
+        return bool(hit)
+
     def _cached(self, parent: str, created_by: str) -> str | None:
         """The cache hit of a step: among the images whose ``parent`` is the step's parent (Docker's classic
         builder), the one whose config has one more history entry, with the step's ``created_by``."""
@@ -767,13 +776,8 @@ class Builder:
         created_by = prefix + keys + " ".join(command)
         if script is not None:
             created_by += f" {hashlib.sha256(script.data.encode()).hexdigest()}"
-        if not self.options.no_cache:
-            hit = self._cached(state.image_id, created_by)
-            if hit:
-                self.say.line(" ---> Using cache")
-                self.say.line(f" ---> {_short(hit)}")
-                state.image_id = hit
-                return
+        if self._use_cache(state, created_by):
+            return
         network = ins.flags.get("network") or self.options.network
         with ExitStack() as stack:
             docker_mounts = [m for spec, image in zip(specs, sources)
@@ -948,13 +952,9 @@ class Builder:
 
     def _workdir(self, state: _Stage, config: dict[str, Any], path: str) -> None:
         created_by = _NOP + "WORKDIR " + path
-        if not self.options.no_cache:
-            hit = self._cached(state.image_id, created_by)
-            if hit:
-                self.say.line(" ---> Using cache")
-                self.say.line(f" ---> {_short(hit)}")
-                state.image_id, state.config = hit, config
-                return
+        if self._use_cache(state, created_by):
+            state.config = config
+            return
         import tempfile
 
         with _container(self.engine, state.image_id) as record:
@@ -1025,13 +1025,8 @@ class Builder:
             if chmod is not None:
                 h.update(f"\0chmod={chmod:o}".encode())
             created_by = f"{_NOP.rstrip()} {ins.cmd} {kind}:{h.hexdigest()} in {dest}{'/' if dest_dir else ''} "
-            if not self.options.no_cache:
-                hit = self._cached(state.image_id, created_by)
-                if hit:
-                    self.say.line(" ---> Using cache")
-                    self.say.line(f" ---> {_short(hit)}")
-                    state.image_id = hit
-                    return
+            if self._use_cache(state, created_by):
+                return
             import tempfile
 
             with _container(self.engine, state.image_id) as record:
