@@ -41,8 +41,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from private_dockerd import DOCKER, PrivateDockerd  # bench/private_dockerd.py
+
 SAMPAN = str(Path(sys.executable).with_name("sampan"))
-DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 IMAGE = "busybox"
 NET = ("--network", "none")  # the private dockerd has no bridge; sampan's default is an equivalent empty netns
 
@@ -219,19 +220,8 @@ class Docker(Engine):
 
     def __init__(self, base: str, image_tar: bytes) -> None:
         self.base = base
-        sock = f"{base}/docker.sock"
-        self.log = open(f"{base}/dockerd.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [shutil.which("dockerd") or "dockerd", "--host", f"unix://{sock}", "--data-root", f"{base}/data",
-             "--exec-root", f"{base}/exec", "--pidfile", f"{base}/docker.pid", "--bridge", "none",
-             "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": f"{base}/config"}
-        deadline = time.monotonic() + 60
-        while subprocess.run([DOCKER, "version"], env=self.env, capture_output=True, check=False).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("dockerd did not start: " + Path(f"{base}/dockerd.log").read_text()[-500:])
-            time.sleep(0.3)
+        self.daemon = PrivateDockerd(base)
+        self.proc, self.env = self.daemon.proc, self.daemon.env
         self("load", input=image_tar)
 
     def argv(self, *args: str) -> list[str]:
@@ -245,15 +235,7 @@ class Docker(Engine):
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.remove_all()
-        with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.log.close()
+        self.daemon.stop()
         kill_strays(self.base)  # shims of containers rm -f could not remove
         unmount_under(self.base)
         shutil.rmtree(self.base, ignore_errors=True)

@@ -41,8 +41,9 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
+from private_dockerd import DOCKER, PrivateDockerd  # bench/private_dockerd.py
+
 SAMPAN = str(Path(sys.executable).with_name("sampan"))
-DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 REGISTRY_BIN = "/usr/bin/docker-registry"
 REPO = "bench/reference"
 COLD_TARGET, REPULL_TARGET = 0.35, 0.2
@@ -210,20 +211,8 @@ def push(host: str, image: dict[str, object]) -> str:
 class Dockerd:
     def __init__(self, base: str) -> None:
         self.base = base
-        os.makedirs(base, exist_ok=True)
-        sock = f"{base}/docker.sock"
-        self.log = open(f"{base}/dockerd.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [shutil.which("dockerd") or "dockerd", "--host", f"unix://{sock}", "--data-root", f"{base}/data",
-             "--exec-root", f"{base}/exec", "--pidfile", f"{base}/docker.pid", "--bridge", "none",
-             "--iptables=false", "--ip6tables=false", "--ip-masq=false"],
-            stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        self.env = {**os.environ, "DOCKER_HOST": f"unix://{sock}", "DOCKER_CONFIG": f"{base}/config"}
-        deadline = time.monotonic() + 60
-        while subprocess.run([DOCKER, "version"], env=self.env, capture_output=True, check=False).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("dockerd did not start: " + Path(f"{base}/dockerd.log").read_text()[-500:])
-            time.sleep(0.3)
+        self.daemon = PrivateDockerd(base)
+        self.env = self.daemon.env
 
     def __call__(self, *args: str) -> str:
         return sh([DOCKER, *args], self.env)
@@ -232,15 +221,7 @@ class Dockerd:
         return timed([DOCKER, *args], self.env)
 
     def close(self, remove: bool = True) -> None:
-        with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.log.close()
+        self.daemon.stop()
         subprocess.run(["umount", "-R", f"{self.base}/data"], capture_output=True, check=False)
         if remove:
             shutil.rmtree(self.base, ignore_errors=True)
