@@ -37,6 +37,7 @@ class Sampan:
     root: Path
     runroot: Path
     engines: list = field(default_factory=list)  # opened by tests; closed at teardown so no fd outlives a test
+    prefix: tuple[str, ...] = ()  # a command to run sampan under, such as nsenter into a test's namespaces
 
     @property
     def env(self) -> dict[str, str]:
@@ -46,8 +47,8 @@ class Sampan:
     def __call__(self, *args: str, input: bytes | str | None = None, check: bool = True,
                  timeout: float = 120) -> Result:
         data = input.encode() if isinstance(input, str) else input
-        proc = subprocess.run([SAMPAN, *args], input=data, capture_output=True, env=self.env, timeout=timeout,
-                              stdin=subprocess.DEVNULL if data is None else None)
+        proc = subprocess.run([*self.prefix, SAMPAN, *args], input=data, capture_output=True, env=self.env,
+                              timeout=timeout, stdin=subprocess.DEVNULL if data is None else None)
         result = Result(proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"))
         if check and proc.returncode != 0:
             raise AssertionError(f"sampan {' '.join(args)} failed ({proc.returncode}): {result.stderr}")

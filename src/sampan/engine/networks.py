@@ -215,7 +215,7 @@ def create(engine: Engine, name: str, *, driver: str = "bridge", subnet: str = "
                        (network.id, name, bridge, network.subnet, gateway, ip_range, int(internal), mtu,
                         json.dumps(options), json.dumps(network.labels), network.created))
         try:
-            _ensure_kernel(engine, network)
+            _ensure_kernel(engine, network, made=True)
         except BaseException:
             _remove_kernel(engine, network)
             with engine.db.transaction() as tx:
@@ -224,19 +224,38 @@ def create(engine: Engine, name: str, *, driver: str = "bridge", subnet: str = "
     return network
 
 
-def _ensure_kernel(engine: Engine, network: Network) -> None:
-    """The bridge, the table and the network's set elements (idempotent)."""
-    _ensure_bridge(engine, network)
+def _ensure_kernel(engine: Engine, network: Network, made: bool = False) -> None:
+    """The bridge, the table, the network's set elements and its accept rules in iptables' filter table
+    (idempotent; ``made``: the network is new, so every backend is looked at)."""
+    made = _ensure_bridge(engine, network) or made
     _add_elements(engine, [network])
+    _accept_forwarding(engine, [network], made)
 
 
-def _ensure_bridge(engine: Engine, network: Network) -> None:
-    """The bridge, made under the lock when it is missing (a stat of /sys when it is there)."""
+def _ensure_bridge(engine: Engine, network: Network) -> bool:
+    """The bridge, made under the lock when it is missing (a stat of /sys when it is there); True when made."""
     from sampan.network import netlink
 
-    if not netlink.link_exists(network.bridge):
-        with _lock(engine, "kernel"):
-            netlink.ensure_bridge(network.bridge, network.gateway, network.net.prefixlen, network.mtu)
+    if netlink.link_exists(network.bridge):
+        return False
+    with _lock(engine, "kernel"):
+        netlink.ensure_bridge(network.bridge, network.gateway, network.net.prefixlen, network.mtu)
+    return True
+
+
+def _accept_forwarding(engine: Engine, joined: list[Network], thorough: bool) -> None:
+    """Accept rules for the root's bridges in iptables' filter table, where one can drop forwarded traffic
+    (``network.iptables``). A start asks libnftables only whether nft's table lacks its bridges' rules;
+    ``thorough`` (a network or its bridge just made: a new network, a reboot) looks at the legacy backend too.
+    When rules are missing, as after a firewall's restart flushed them, every network's are added again, under
+    the lock (two starts never add the same rules twice)."""
+    from sampan.network import iptables
+
+    if not thorough and not iptables.missing([n.bridge for n in joined]):
+        return
+    with _lock(engine, "kernel"):
+        every = sorted({n.bridge for n in [*_all(engine), *joined]})
+        iptables.ensure(table_name(engine), every, legacy=thorough)
 
 
 def _add_elements(engine: Engine, joined: list[Network], ports: list[tuple[str, str, int, str, int]] | None = None
@@ -262,10 +281,11 @@ def _add_elements(engine: Engine, joined: list[Network], ports: list[tuple[str, 
 
 
 def _remove_kernel(engine: Engine, network: Network) -> None:
-    from sampan.network import firewall, netlink
+    from sampan.network import firewall, iptables, netlink
 
     table = table_name(engine)
     firewall.remove(table, firewall.network_elements(network.bridge, network.subnet, network.internal))
+    iptables.remove(table, [network.bridge])
     netlink.delete_link(network.bridge)
 
 
@@ -374,13 +394,35 @@ def prune(engine: Engine, filters: dict[str, list[str]] | None = None) -> list[s
 
 
 def purge_kernel(engine: Engine) -> None:
-    """Delete every kernel object of this root: its bridges and its table (tests' teardown; ``system reset``)."""
-    from sampan.network import firewall, netlink
+    """Delete every kernel object of this root: its bridges, its table and its rules in iptables' filter table
+    (tests' teardown; ``system reset``)."""
+    from sampan.network import firewall, iptables, netlink
 
     names = {default_bridge(engine)} | {n.bridge for n in _all(engine)}
     for name in names:
         netlink.delete_link(name)
     firewall.delete_table(table_name(engine))
+    iptables.remove(table_name(engine))
+
+
+def forwarding_problems(engine: Engine, repair: bool = False) -> list[str]:
+    """``system check``'s look at iptables' filter table: sampan's rules of bridges no network of this root has
+    (a removal that died halfway), and networks whose forwarded traffic a chain there can drop for want of
+    sampan's rules. With ``repair``, the leftovers are deleted and the missing rules added; returns what was
+    found, or done."""
+    from sampan.network import iptables
+
+    table = table_name(engine)
+    networks = {n.bridge: n for n in _all(engine)}
+    stale = [rule for rule in iptables.listed(table) if rule.bridge not in networks]
+    lacking = iptables.lacking(table, sorted(networks))
+    if not repair:
+        return [f"leftover {rule}" for rule in stale] + [
+            f"network {networks[bridge].name}: no rule accepting its bridge {bridge} in iptables-{backend}'s "
+            f"{chain}, which can drop its forwarded traffic" for backend, chain, bridge in lacking]
+    iptables.remove(table, [rule.bridge for rule in stale])
+    added = iptables.ensure(table, sorted(networks)) if lacking else []
+    return [f"removed {rule}" for rule in stale] + [f"added iptables rule: {line}" for line in added]
 
 
 # ---------------------------------------------------------------------------------------------- containers
@@ -523,8 +565,9 @@ def setup(engine: Engine, record: Any, pid: int, inside: Any = None) -> bool:
     joined = attachments(engine, record.id)
     if not joined:
         return False
+    made = False
     for network, _ in joined:
-        _ensure_bridge(engine, network)
+        made = _ensure_bridge(engine, network) or made
     try:
         interfaces, ports = [], []
         with engine.db.transaction() as tx:
@@ -537,6 +580,7 @@ def setup(engine: Engine, record: Any, pid: int, inside: Any = None) -> bool:
                     ports = _reserve_ports(tx, record.id, record, address)
         netlink.attach(f"/proc/{pid}/ns/net", interfaces, inside)
         _add_elements(engine, [network for network, _ in joined], ports)
+        _accept_forwarding(engine, [network for network, _ in joined], made)
         user = [network for network, _ in joined if network.user_defined]
         for network in user:
             write_names(engine, network.id)

@@ -181,13 +181,16 @@ def check(engine: Engine, repair: bool = False) -> CheckReport:
             if layer["diff_id"] is None or not (layout.snapshots / _digest.hex_of(layer["chain_id"])).is_dir():
                 report.problems.append(f"image {short}: snapshot {layer['chain_id']} is missing")
     report.problems += volumes.problems(engine, conn)
+    from sampan.engine import networks
     from sampan.engine.containers import recovery
 
     if not repair:
         report.problems += [description for _, description in recovery.find(engine)]
         report.problems += [f"leftover {path}" for path in _leftovers(engine, conn)]
+        report.problems += networks.forwarding_problems(engine)
         return report
     report.repaired += recovery.repair(engine)
+    report.repaired += networks.forwarding_problems(engine, repair=True)
     with engine.db.transaction() as tx:  # no operation can publish content while leftovers are judged
         leases.expire_dead(tx)
         for path in _leftovers(engine, tx):

@@ -1,5 +1,6 @@
 """sampan's nftables table (``ip <name>``, created and changed only through nftables JSON; nothing outside it is
-ever listed, flushed or edited).
+ever flushed or edited here: ``iptables.py`` adds sampan's accept rules to iptables' filter table, whose drops
+would otherwise be final too).
 
 The rules are fixed; networks and published ports are elements of sets and maps, so adding a container's ports
 is one atomic element insert and removing them one delete, with no rule handles to track:
