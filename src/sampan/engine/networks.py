@@ -248,14 +248,19 @@ def _accept_forwarding(engine: Engine, joined: list[Network], thorough: bool) ->
     (``network.iptables``). A start asks libnftables only whether nft's table lacks its bridges' rules;
     ``thorough`` (a network or its bridge just made: a new network, a reboot) looks at the legacy backend too.
     When rules are missing, as after a firewall's restart flushed them, every network's are added again, under
-    the lock (two starts never add the same rules twice)."""
+    the lock (two starts never add the same rules twice). A firewall that refuses them (a table iptables cannot
+    read) fails neither the start nor the network's creation: ``system check`` reports the network,
+    ``--repair`` iptables' message."""
     from sampan.network import iptables
 
     if not thorough and not iptables.missing([n.bridge for n in joined]):
         return
     with _lock(engine, "kernel"):
         every = sorted({n.bridge for n in [*_all(engine), *joined]})
-        iptables.ensure(table_name(engine), every, legacy=thorough)
+        try:
+            iptables.ensure(table_name(engine), every, legacy=thorough)
+        except SampanError:
+            pass
 
 
 def _add_elements(engine: Engine, joined: list[Network], ports: list[tuple[str, str, int, str, int]] | None = None

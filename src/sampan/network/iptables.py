@@ -98,22 +98,27 @@ def _nft_filter() -> _Filter | None:
     return _Filter(chain, accepted)
 
 
+def _find(backend: str, kind: str) -> str | None:
+    import shutil
+
+    return shutil.which(f"iptables-{backend}-{kind}", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
 def _legacy_present() -> bool:
-    """Whether x_tables has a filter table in this network namespace (no program run)."""
+    """Whether x_tables has a filter table in this network namespace (no program run), and iptables-legacy is
+    there to read it (a table no program of this host can change is left alone)."""
     try:
         with open("/proc/net/ip_tables_names") as f:
-            return "filter" in f.read().split()
+            return "filter" in f.read().split() and _find(LEGACY, "save") is not None
     except OSError:
         return False
 
 
 def _program(backend: str, kind: str) -> str:
-    import shutil
-
-    name = f"iptables-{backend}-{kind}"
-    found = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    found = _find(backend, kind)
     if found is None:
-        raise SampanError(f"{name} is needed to accept sampan's forwarded traffic in iptables' filter table")
+        raise SampanError(f"iptables-{backend}-{kind} is needed to accept sampan's forwarded traffic in iptables' "
+                          "filter table")
     return found
 
 
