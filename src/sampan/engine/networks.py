@@ -420,7 +420,7 @@ def forwarding_problems(engine: Engine, repair: bool = False) -> list[str]:
     table = table_name(engine)
     networks = {n.bridge: n for n in _all(engine)}
     stale = [rule for rule in iptables.listed(table) if rule.bridge not in networks]
-    lacking = iptables.lacking(table, sorted(networks))
+    lacking = iptables.lacking(sorted(networks))
     if not repair:
         return [f"leftover {rule}" for rule in stale] + [
             f"network {networks[bridge].name}: no rule accepting its bridge {bridge} in iptables-{backend}'s "

@@ -39,8 +39,8 @@ _DIRECTIONS = {"-i": "iifname", "-o": "oifname"}
 class Rule:
     """One of sampan's rules as ``iptables-save`` lists it."""
 
-    def __init__(self, backend: str, chain: str, bridge: str, line: str) -> None:
-        self.backend, self.chain, self.bridge, self.line = backend, chain, bridge, line
+    def __init__(self, backend: str, bridge: str, line: str) -> None:
+        self.backend, self.bridge, self.line = backend, bridge, line
 
     def __repr__(self) -> str:
         return f"iptables-{self.backend}: {self.line}"
@@ -168,23 +168,24 @@ def missing(bridges: list[str]) -> bool:
     return found is not None and bool(found.lacking(bridges))
 
 
-def lacking(table: str, bridges: list[str], legacy: bool = True) -> list[tuple[str, str, str]]:
+def _dropping(legacy: bool) -> list[tuple[str, _Filter]]:
+    """The backends whose filter table can drop forwarded traffic (``legacy``: the x_tables backend too)."""
+    found = [(NFT, _nft_filter()), (LEGACY, _legacy_filter() if legacy else None)]
+    return [(backend, f) for backend, f in found if f is not None and f.chain is not None]
+
+
+def lacking(bridges: list[str], legacy: bool = True) -> list[tuple[str, str, str]]:
     """(backend, chain, bridge) where a filter table that can drop forwarded traffic has no accept rule for one
-    of ``bridges`` (``legacy``: the x_tables backend too)."""
-    out = []
-    for backend, found in ((NFT, _nft_filter()), (LEGACY, _legacy_filter() if legacy else None)):
-        if found is not None and found.chain is not None:
-            out += [(backend, found.chain, bridge) for bridge in dict.fromkeys(b for _, b in found.lacking(bridges))]
-    return out
+    of ``bridges``."""
+    return [(backend, str(found.chain), bridge) for backend, found in _dropping(legacy)
+            for bridge in dict.fromkeys(b for _, b in found.lacking(bridges))]
 
 
 def ensure(table: str, bridges: list[str], legacy: bool = True) -> list[str]:
     """Add the rules each backend lacks for these bridges, one program run per backend; returns the lines
     added. Raises ``SampanError`` with iptables' message when it refuses."""
     added = []
-    for backend, found in ((NFT, _nft_filter()), (LEGACY, _legacy_filter() if legacy else None)):
-        if found is None or found.chain is None:
-            continue
+    for backend, found in _dropping(legacy):
         lines = [f"-I {found.chain} {_spec(table, flag, bridge)}" for flag, bridge in found.lacking(bridges)]
         if lines:
             _exec(backend, "restore", "*filter\n" + "\n".join(lines) + "\nCOMMIT\n")
@@ -198,11 +199,11 @@ def listed(table: str) -> list[Rule]:
     out = []
     prefix = _comment(table, "")
     for backend in backends:
-        for chain, chain_rules in _saved(backend)[1].items():
+        for chain_rules in _saved(backend)[1].values():
             for words, line in chain_rules:
                 tag = words[words.index("--comment") + 1] if "--comment" in words[:-1] else ""
                 if tag.startswith(prefix):
-                    out.append(Rule(backend, chain, tag[len(prefix):], line))
+                    out.append(Rule(backend, tag[len(prefix):], line))
     return out
 
 
