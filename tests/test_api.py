@@ -148,6 +148,15 @@ def test_run_rm_foreground(service: Service) -> None:
     assert service.out("ps", "-aq") == ""
 
 
+def test_run_rm_that_fails_to_start_is_removed(service: Service) -> None:
+    """``docker run --rm`` waits for the container's removal after a failed start: the service removes it, as
+    dockerd does (the user is looked up at start)."""
+    proc = service.docker("run", "--rm", "--name", "nouser", "--network", "none", "-u", "nosuchuser", "busybox",
+                          "true", check=False, timeout=30)
+    assert proc.returncode == 125 and b"nosuchuser" in proc.stderr, proc.stderr
+    assert "nouser" not in service.out("ps", "-a", "--format", "{{.Names}}").split()
+
+
 def test_run_detached_lifecycle(service: Service) -> None:
     cid = service.out("run", "-d", "--name", "ticker", "busybox", "sh", "-c",
                       "trap 'exit 0' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done").strip()

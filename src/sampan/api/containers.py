@@ -330,6 +330,8 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 
 async def start(request: web.Request) -> web.StreamResponse:
+    """Start, handing the socket to an attach that waits for it. A container created with AutoRemove that fails to
+    start is removed, as dockerd does: ``docker run --rm`` then waits for its removal, and would wait forever."""
     from sampan.api import attach
     from sampan.engine.containers import lifecycle, model
 
@@ -338,24 +340,32 @@ async def start(request: web.Request) -> web.StreamResponse:
     if record.status in ("running", "restarting"):
         return web.Response(status=304)
     pending = attach.take_pending(api, record.id)
-    if not pending:
-        await api.call(lambda e: lifecycle.start(e, record.id))
-        return no_content()
-    first = pending[0]
-    streams = dict(first.streams)
+    streams = dict(pending[0].streams) if pending else None
     size = api.state.get("console", {}).pop(record.id, None)
-    if size:
+    if streams is not None and size:
         streams["size"] = size
     try:
         _, sock = await api.call(lambda e: lifecycle.start(e, record.id, streams))
     except BaseException as e:
         for item in pending:
             item.fail(e)
+        if record.host_config.get("AutoRemove"):
+            await api.call(_remove_after_failed_start, record.id)
         raise
-    first.hand(sock)
+    if pending:
+        pending[0].hand(sock)
     for item in pending[1:]:
         item.hand(None)  # they connect to the running container's attach socket
     return no_content()
+
+
+def _remove_after_failed_start(engine: Any, container_id: str) -> None:
+    from sampan.engine.containers.remove import remove
+
+    try:
+        remove(engine, container_id, force=True)
+    except NotFound:
+        pass  # gone already
 
 
 async def stop(request: web.Request) -> web.StreamResponse:
