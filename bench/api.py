@@ -100,6 +100,8 @@ def main() -> int:
         if docker is not None:
             docker.close()
         if sampan is not None:
+            # the default bridge and the firewall table the root's containers made, and what an interrupted run left
+            subprocess.run(sampan.argv("system", "reset", "-f"), capture_output=True, check=False)
             sampan.close()
 
 
