@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.http_get import http_get
+
 _HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && httpd -f -h /www"
 _OUTSIDE = "10.251.71.2"
 # The namespace's own /sys (its links), with the host's cgroup hierarchies moved into it; then it waits.
@@ -170,21 +172,11 @@ def _get_from_outside(namespaces: Namespaces, port: int) -> bytes:
     """A GET to the namespace's address from the outside one (a published port)."""
     from sampan.network.netlink import entered
 
-    for _ in range(50):
+    def outside_socket() -> socket.socket:
         with entered(f"/run/netns/{namespaces.outside}"):
-            client = socket.socket()
-        with client:
-            client.settimeout(5)
-            try:
-                client.connect(("10.251.71.1", port))
-                client.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                data = b""
-                while chunk := client.recv(65536):
-                    data += chunk
-                return data
-            except OSError:
-                time.sleep(0.1)
-    raise AssertionError(f"nothing answers on 10.251.71.1:{port} from outside")
+            return socket.socket()
+
+    return http_get("10.251.71.1", port, outside_socket)
 
 
 def _filter_rules(namespaces: Namespaces, backend: str = "nft") -> list[str]:

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tests.http_get import http_get
+
 _HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && httpd -f -v -h /www"
 
 # busybox wget failing to connect or resolve (1), or busybox timeout ending a hung attempt (143). Not wget's own
@@ -54,17 +56,7 @@ def _wait_http(sampan, client_args: list[str], url: str) -> str:
 
 
 def _host_get(port: int, host: str = "127.0.0.1") -> bytes:
-    for _ in range(50):
-        try:
-            with socket.create_connection((host, port), timeout=2) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-                return data
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing answers on {host}:{port}")
+    return http_get(host, port)
 
 
 @contextlib.contextmanager
