@@ -1,16 +1,16 @@
 """The processes that become the container: namespace entry, rootfs setup, privileges, exec.
 
 ``create`` forks a first child, which re-executes as a fresh interpreter from a read-only view of itself
-(``first_process``, ``boot``, ``exe``), receives this plan over the channel, then joins or creates the namespaces (a
-user namespace first, mapped by the parent) and forks again, so the grandchild is PID 1 of a new PID namespace; the first child exits. The grandchild
-sets up the root filesystem, reports "ready", blocks on the exec fifo until ``start``, drops privileges and execs.
-``exec`` takes the same path but joins an existing container's namespaces.
+(``first_process``, ``boot``, ``exe``), receives this plan over the channel, then joins or creates the namespaces
+(a user namespace first, mapped by the parent) and forks again, so the grandchild is PID 1 of a new PID namespace;
+the first child exits. The grandchild sets up the root filesystem, reports "ready", blocks on the exec fifo until
+``start``, drops privileges and execs. ``exec`` takes the same path but joins an existing container's namespaces.
 
 Everything this code needs is imported before ``pivot_root``: after it, the filesystem belongs to the container
 and nothing may be loaded from it (CVE-2019-14271). The processes are non-dumpable until the final exec and run
 from a read-only view of the interpreter, so the container can neither reach nor overwrite the host interpreter
-through /proc/PID/exe (CVE-2019-5736). All fds other than stdio
-(and explicitly preserved ones) are closed-on-exec and the cwd is checked after ``chdir`` (CVE-2024-21626).
+through /proc/PID/exe (CVE-2019-5736). All fds other than stdio (and explicitly preserved ones) are
+closed-on-exec and the cwd is checked after ``chdir`` (CVE-2024-21626).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def _preload(plan: InitPlan) -> None:
         import json  # noqa: F401 - run_hooks imports these two when it has hooks to run
         import subprocess  # noqa: F401
     if plan.process.get("terminal"):
-        import sampan.runtime.console  # noqa: F401 - with socket and termios
+        import sampan.runtime.console  # noqa: F401 - with socket, for the console socket
     if any("tmpcopyup" in (m.get("options") or []) for m in plan.spec.get("mounts") or []):
         import shutil  # noqa: F401 - rootfs copies up with it
 
