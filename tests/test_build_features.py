@@ -223,6 +223,23 @@ def test_errors_name_file_line_and_step(sampan: Sampan, busybox: str, tmp_path: 
     assert sampan("ps", "-aq").stdout == ""
 
 
+def test_from_platform(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
+    """``FROM --platform``: the host's platform (here through an ARG) builds; another one is refused with one
+    line, since the store's busybox is the host's and no registry offers the other."""
+    import platform as host
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}[host.machine()]
+    other = "arm64" if arch == "amd64" else "amd64"
+    ok = make_context(tmp_path / "ok", f"ARG P=linux/{arch}\nFROM --platform=$P busybox\nRUN true\n")
+    assert sampan("build", "-q", str(ok)).stdout.strip().startswith("sha256:")
+    bad = make_context(tmp_path / "bad", f"FROM --platform=linux/{other} busybox\nRUN true\n")
+    result = sampan("build", str(bad), check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"is for linux/{arch}, not linux/{other}" in lines[0], result.stderr
+    assert "Dockerfile:1" in lines[0]
+
+
 def test_ctrl_c_mid_run_leaves_nothing(sampan: Sampan, busybox: str, tmp_path: Path) -> None:
     ctx = make_context(tmp_path, "FROM busybox\nRUN echo started && sleep 60\n")
     proc = subprocess.Popen([SAMPAN, "build", str(ctx)], env=sampan.env, stdout=subprocess.PIPE,

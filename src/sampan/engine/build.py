@@ -511,16 +511,37 @@ class Builder:
                 return image_id
         if base.lower() == "scratch":
             return _scratch(self.engine)
+        platform = stage.from_.flags.get("platform")
+        platform = df.expand(platform, meta, parsed.escape, stage.line) if platform else None
         if self.options.pull:
             from sampan.engine.pull import pull
 
-            return pull(self.engine, base)[0].image_id
-        try:
-            return images.resolve(self.engine, base)
-        except NotFound:
-            from sampan.engine.pull import ensure_image
+            image_id = pull(self.engine, base, platform=platform)[0].image_id
+        else:
+            try:
+                image_id = images.resolve(self.engine, base)
+            except NotFound:
+                from sampan.engine.pull import ensure_image
 
-            return ensure_image(self.engine, base)
+                image_id = ensure_image(self.engine, base, platform=platform)
+        if platform:
+            self._check_platform(base, image_id, platform)
+        return image_id
+
+    def _check_platform(self, base: str, image_id: str, wanted: str) -> None:
+        """``FROM --platform``: the base chosen (pulled for that platform, or found in the store) must be of it; a
+        store holds one platform per name, so another one is an error rather than a silent substitute."""
+        from sampan.image import platforms
+
+        want = platforms.parse(wanted)
+        config = self._config(image_id)
+        have = platforms.normalize(platforms.Platform(config.get("os") or "linux", config.get("architecture") or "",
+                                                      config.get("variant")))
+        if (have.os, have.architecture) != (want.os, want.architecture) or \
+                (want.variant and have.variant and have.variant != want.variant):
+            shown = "/".join(x for x in (have.os, have.architecture, have.variant) if x)
+            raise InvalidArgument(f"image {base} is for {shown}, not {wanted} (FROM --platform): pull that "
+                                  f"platform's image under its own name, or drop --platform")
 
     def _stage(self, parsed: df.Dockerfile, stage: df.Stage, meta: dict[str, str], last: bool) -> str:
 
