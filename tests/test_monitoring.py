@@ -66,11 +66,12 @@ def test_stop_kill_oom_pause_events(sampan: Sampan, busybox: str) -> None:
     sampan("run", "-d", "--name", "s1", "busybox", "sleep", "100")
     sampan("pause", "s1")
     sampan("unpause", "s1")
+    sampan("update", "--pids-limit", "64", "s1")
     sampan("stop", "-t", "0", "s1")
     sampan("run", "--name", "hog", "-m", "32m", "busybox", "sh", "-c", "x=a; while true; do x=$x$x; done",
            check=False)
     actions = [e["Action"] for e in _events(sampan, since, "container=s1")]
-    assert actions[:4] == ["create", "start", "pause", "unpause"]
+    assert actions[:5] == ["create", "start", "pause", "unpause", "update"]
     assert "kill" in actions and actions[-1] == "stop" and "die" in actions
     kills = [e for e in _events(sampan, since, "container=s1", "event=kill")]
     assert kills[0]["Actor"]["Attributes"]["signal"] in ("15", "9")

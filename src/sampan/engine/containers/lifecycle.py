@@ -230,4 +230,5 @@ def update(engine: Engine, name: str, changes: dict[str, Any]) -> ContainerRecor
     (where.bundle / OPTIONS_FILE).write_text(json.dumps(dataclasses.asdict(options)))
     with engine.db.transaction() as tx:
         records.update_config(tx, record.id, host_config=host_config)
+    events.record(engine, "container", "update", record.id, events.container_attributes(record))
     return model.lookup(engine, record.id)
