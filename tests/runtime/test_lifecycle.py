@@ -455,18 +455,11 @@ def test_failed_create_leaves_nothing(runtime: Runner, marker: str,
 
 
 def _children() -> set[int]:
-    """This process's children, zombies included, from /proc."""
-    out = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == os.getpid():
-                out.add(int(entry))
-    return out
+    """This process's children, zombies included."""
+    from sampan._linux.proc import process_parent
+
+    return {int(entry) for entry in os.listdir("/proc")
+            if entry.isdigit() and process_parent(int(entry)) == os.getpid()}
 
 
 @pytest.mark.parametrize("verb", ["create", "exec"])

@@ -23,3 +23,9 @@ def process_state(pid: int) -> str | None:
     """The one-letter state of /proc/PID/stat (R, S, Z, ...), or None when the process is gone."""
     fields = _stat_fields(pid)
     return fields[0].decode() if fields else None
+
+
+def process_parent(pid: int) -> int | None:
+    """The parent pid of /proc/PID/stat, or None when the process is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
