@@ -55,20 +55,6 @@ def take_pending(api: Backend, container_id: str) -> list[PendingAttach]:
     return [item for item in _pending(api).pop(container_id, []) if not item.future.done()]
 
 
-def _connect(engine: Any, container_id: str) -> socket.socket:
-    from sampan.engine.containers.model import places
-    from sampan.monitor.protocol import socket_name
-
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        with socket_name(str(places(engine, container_id).attach_socket)) as name:
-            sock.connect(name)
-    except OSError:
-        sock.close()
-        raise Conflict("You cannot attach to a stopped container, start it first") from None
-    return sock
-
-
 async def attach(request: web.Request) -> web.StreamResponse:
     from sampan.engine.containers import model
     from sampan.engine.containers.model import ACTIVE
@@ -89,7 +75,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
         pending = PendingAttach(streams)
         _pending(api).setdefault(record.id, []).append(pending)
     elif live:
-        sock = await api.call(_connect, record.id)
+        sock = await api.call(model.connect_monitor, record.id)
         sock.sendall(protocol.frame(protocol.HELLO, json.dumps(streams).encode()))
     attached_at = time.time()  # output after this comes through the monitor's socket, not the log
     response, stream = await hijack(request, content_type)
@@ -108,7 +94,7 @@ async def attach(request: web.Request) -> web.StreamResponse:
                 return response
             if sock is None:
                 try:
-                    sock = await api.call(_connect, record.id)
+                    sock = await api.call(model.connect_monitor, record.id)
                 except Conflict:
                     return response  # it started and ended already
                 sock.sendall(protocol.frame(protocol.HELLO, json.dumps(streams).encode()))
@@ -231,7 +217,7 @@ async def resize(api: Backend, name: str, height: int, width: int) -> None:
         raise Conflict(f"Container {record.id} is not running")
 
     def send(engine: Any) -> None:
-        sock = _connect(engine, record.id)
+        sock = model.connect_monitor(engine, record.id)
         with sock:
             sock.sendall(protocol.frame(protocol.HELLO, json.dumps({"stdin": False, "stdout": False,
                                                                     "stderr": False}).encode()) +

@@ -380,20 +380,10 @@ def start(engine: Engine, a: Namespace) -> int:
 
 
 def _connect(engine: Engine, container_id: str, stdin: bool) -> Any:
-    import socket
-
-    from sampan.engine.containers.model import places
-    from sampan.errors import Conflict
+    from sampan.engine.containers.model import connect_monitor
     from sampan.monitor.client import hello
-    from sampan.monitor.protocol import socket_name
 
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        with socket_name(str(places(engine, container_id).attach_socket)) as name:
-            sock.connect(name)
-    except OSError:
-        sock.close()
-        raise Conflict("You cannot attach to a stopped container, start it first") from None
+    sock = connect_monitor(engine, container_id)
     hello(sock, stdin)
     return sock
 

@@ -746,27 +746,21 @@ def _embedded_dns(engine: Engine, container_id: str) -> None:
     which has no embedded DNS) gets the embedded resolver: its monitor starts a responder in the container's
     namespace that forwards to the name servers the container had, then its resolv.conf names 127.0.0.11
     (rewritten in place: the file is bind-mounted). A no-op when it has one."""
-    import socket
-
     from sampan.engine.containers.model import places
     from sampan.monitor import protocol
-    from sampan.monitor.client import request
+    from sampan.monitor.client import connect, request
     from sampan.network import dns
 
     where = places(engine, container_id)
     servers = dns.upstreams(str(where.resolv_conf))
     if DNS_ADDRESS in servers:
         return
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.settimeout(10)
     try:
-        with protocol.socket_name(str(where.attach_socket)) as name:
-            sock.connect(name)
-        request(sock, protocol.DNS, json.dumps({"servers": servers}).encode())
+        with connect(str(where.attach_socket)) as sock:
+            sock.settimeout(10)
+            request(sock, protocol.DNS, json.dumps({"servers": servers}).encode())
     except OSError as e:
         raise SampanError(f"cannot start the embedded DNS server of container {container_id[:12]}: {e}") from None
-    finally:
-        sock.close()
     kept = [line for line in where.resolv_conf.read_text().splitlines(keepends=True)
             if not line.strip().startswith("nameserver")]
     with open(where.resolv_conf, "r+") as f:

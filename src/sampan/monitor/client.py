@@ -43,6 +43,19 @@ def parse_detach_keys(text: str) -> bytes:
     return bytes(out)
 
 
+def connect(path: str) -> socket.socket:
+    """A connection to a monitor's attach socket (a path longer than AF_UNIX allows goes through
+    ``protocol.socket_name``); ``OSError`` with nothing left open when no monitor listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with protocol.socket_name(path) as name:
+            sock.connect(name)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def hello(sock: socket.socket, stdin: bool, stdout: bool = True, stderr: bool = True) -> None:
     sock.sendall(protocol.frame(protocol.HELLO, json.dumps({"stdin": stdin, "stdout": stdout,
                                                             "stderr": stderr}).encode()))

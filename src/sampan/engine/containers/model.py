@@ -17,10 +17,14 @@ from pathlib import Path
 
 from sampan._linux.proc import process_start_time, process_state
 from sampan.engine.context import Engine
-from sampan.errors import InvalidArgument, NotFound
+from sampan.errors import Conflict, InvalidArgument, NotFound
 from sampan.store import containers as records
 from sampan.store.containers import ContainerRecord
 from sampan.store.layout import Layout
+
+TYPE_CHECKING = False  # socket only for an annotation: not imported at run time
+if TYPE_CHECKING:
+    import socket
 
 ACTIVE = ("running", "paused", "restarting")
 MONITOR_DIED = "the container's monitor process died"
@@ -102,6 +106,17 @@ class Places:
 
 def places(engine: Engine, container_id: str) -> Places:
     return Places(engine.layout, container_id)
+
+
+def connect_monitor(engine: Engine, container_id: str) -> socket.socket:
+    """A connection to the container's monitor (attach and its requests), as ``docker attach`` and the API's
+    attach make; ``Conflict`` with Docker's message when no monitor listens (the container is not running)."""
+    from sampan.monitor.client import connect
+
+    try:
+        return connect(str(places(engine, container_id).attach_socket))
+    except OSError:
+        raise Conflict("You cannot attach to a stopped container, start it first") from None
 
 
 def new_id() -> str:
