@@ -339,19 +339,28 @@ def _readlink(root: int, path: str) -> str | None:
 
 
 def _walk(writer: _TarWriter, top_fd: int, top: str, *, include_root: bool, owner: tuple[int, int] | None) -> None:
-    """Write the tree at ``top_fd`` (an ``O_PATH`` fd) as tar entries named ``top``, ``top/child``, ...
-
-    Children are opened one component at a time below fds we hold, with ``O_NOFOLLOW``, and described by
-    ``fstat`` of what was opened, so renames in the tree (by a container, during the copy) change what we copy
-    but never where we read from. A child that vanishes between listing and opening is skipped. ``owner``
-    replaces every entry's uid/gid. Directory fds are held one per level: depth is bounded by RLIMIT_NOFILE.
-    """
+    """Write the tree at ``top_fd`` (an ``O_PATH`` fd) as tar entries named ``top``, ``top/child``, ...; ``owner``
+    replaces every entry's uid/gid."""
     links: dict[tuple[int, int], str] = {}
     st = os.fstat(top_fd)
     if include_root:
         _emit(writer, top_fd, st, top, owner, links)
-    if not stat.S_ISDIR(st.st_mode):
-        return
+    if stat.S_ISDIR(st.st_mode):
+        for fd, child_st, child in walk_below(top_fd, top):
+            _emit(writer, fd, child_st, child, owner, links)
+
+
+def walk_below(top_fd: int, top: str, *, same_device: bool = False) -> Iterator[tuple[int, os.stat_result, str]]:
+    """Everything below the directory ``top_fd``, depth first in name order, as (``O_PATH`` fd, its ``fstat``,
+    ``top/child/...``); each fd is closed when the next item is asked for. ``same_device``: do not descend into
+    other filesystems (mounts inside a container's root).
+
+    Children are opened one component at a time below fds we hold, with ``O_NOFOLLOW``, and described by
+    ``fstat`` of what was opened, so renames in the tree (by a container, during the copy) change what we copy
+    but never where we read from. A child that vanishes between listing and opening is skipped. Directory fds
+    are held one per level: depth is bounded by RLIMIT_NOFILE.
+    """
+    device = os.fstat(top_fd).st_dev
     stack: list[tuple[int, Iterator[str], str]] = []
     try:
         dfd = os.open(".", _O_DIR_READ, dir_fd=top_fd)
@@ -370,8 +379,8 @@ def _walk(writer: _TarWriter, top_fd: int, top: str, *, include_root: bool, owne
             try:
                 st = os.fstat(fd)
                 child = f"{prefix}/{name}"
-                _emit(writer, fd, st, child, owner, links)
-                if stat.S_ISDIR(st.st_mode):
+                yield fd, st, child
+                if stat.S_ISDIR(st.st_mode) and (not same_device or st.st_dev == device):
                     sub = os.open(".", _O_DIR_READ, dir_fd=fd)
                     stack.append((sub, iter(sorted(os.listdir(sub))), child))
             finally:

@@ -233,34 +233,10 @@ def export(engine: Engine, name: str, out: BinaryIO) -> None:
 
 
 def _export_tree(writer: copy._TarWriter, root_fd: int) -> None:
-    device = os.fstat(root_fd).st_dev
+    """The container's root as Docker exports it: relative names, this filesystem only (not the mounts in it)."""
     links: dict[tuple[int, int], str] = {}
-    stack: list[tuple[int, Iterator[str], str]] = []
-    try:
-        stack.append((os.dup(root_fd), iter(sorted(os.listdir(root_fd))), ""))
-        while stack:
-            dfd, names, prefix = stack[-1]
-            name = next(names, None)
-            if name is None:
-                stack.pop()
-                os.close(dfd)
-                continue
-            try:
-                fd = os.open(name, _O_PATH, dir_fd=dfd)
-            except FileNotFoundError:
-                continue
-            try:
-                st = os.fstat(fd)
-                path = prefix + name
-                copy._emit(writer, fd, st, path, None, links)
-                if stat.S_ISDIR(st.st_mode) and st.st_dev == device:
-                    sub = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-                    stack.append((sub, iter(sorted(os.listdir(sub))), path + "/"))
-            finally:
-                os.close(fd)
-    finally:
-        for dfd, _, _ in stack:
-            os.close(dfd)
+    for fd, st, name in copy.walk_below(root_fd, "", same_device=True):
+        copy._emit(writer, fd, st, name[1:], None, links)  # "/etc" under an empty top: "etc"
 
 
 # ---------------------------------------------------------------------------------------------- diff
