@@ -234,7 +234,7 @@ def test_image_volumes_are_populated_and_anonymous_volumes_go_with_rm_v(sampan: 
     ["-m", "12q"], ["--cpus", "-1"], ["-p", "garbage"], ["--rm", "--restart", "always"],
     ["--mount", "type=bind,source=/nonexistent/path,target=/x"], ["--restart", "sometimes"],
     ["--log-driver", "syslog"], ["--log-opt", "max-file=x"], ["--name", "bad name"], ["-v", "rel:/x:zz"],
-    ["--health-interval", "soon"], ["--ulimit", "nofile=bad"],
+    ["--health-interval", "soon"], ["--ulimit", "nofile=bad"], ["--cgroupns", "shared"],
 ])
 def test_bad_run_options_are_refused_and_leave_nothing(sampan: Sampan, busybox: str, args: list[str]) -> None:
     before = sorted(p.name for p in (sampan.root / "volumes").iterdir())
@@ -449,6 +449,24 @@ def test_shared_namespaces_and_volumes_from(sampan: Sampan, busybox: str) -> Non
     assert out == "from-first\n1\n"
     assert sampan("run", "--rm", "--uts", "host", "--network", "host", "busybox", "hostname").stdout.strip() == \
         os.uname().nodename
+
+
+def test_cgroup_namespace_modes(sampan: Sampan, busybox: str) -> None:
+    """Docker's --cgroupns: private shows the container's cgroup as "/", host its real path; the default is
+    private on a cgroup v2 host (so /sys/fs/cgroup is the container's own) and host on v1."""
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    shown = {}
+    for mode in ("private", "host", ""):
+        name = f"ns-{mode or 'default'}"
+        flags = ["--cgroupns", mode] if mode else []
+        out = sampan("run", "--name", name, *flags, "busybox", "cat", "/proc/self/cgroup").stdout
+        paths = {line.split(":", 2)[2] for line in out.splitlines()}
+        shown[mode] = "private" if paths == {"/"} else "host"
+        assert _inspect(sampan, name)["HostConfig"]["CgroupnsMode"] == (mode or ("private" if v2 else "host"))
+    assert shown == {"private": "private", "host": "host", "": "private" if v2 else "host"}
+    if v2:
+        limit = sampan("run", "--rm", "-m", "48m", "busybox", "cat", "/sys/fs/cgroup/memory.max").stdout
+        assert limit == f"{48 << 20}\n"
 
 
 def test_system_reset_leaves_no_kernel_state(sampan: Sampan, busybox: str) -> None:

@@ -42,6 +42,39 @@ def make_rootfs(path: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class CgroupLimits:
+    """A process's cgroup limits as its hierarchy writes them: v1's files or v2's (``cpu_weight`` is v1's
+    ``cpu.shares`` or v2's ``cpu.weight``)."""
+
+    version: int
+    memory: str
+    pids: str
+    cpu_quota: str
+    cpu_period: str
+    cpu_weight: str
+
+
+def cgroup_limits(pid: int, root: Path = Path("/sys/fs/cgroup")) -> CgroupLimits:
+    """Read from the host's view of ``pid``'s cgroups (``/proc/PID/cgroup``), on a v1 or a v2 host."""
+    paths = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for controller in controllers.split(",") if controllers else [""]:
+            paths[controller] = path.lstrip("/")
+    if (root / "cgroup.controllers").exists():
+        unified = root / paths[""]
+        quota, period = (unified / "cpu.max").read_text().split()
+        return CgroupLimits(2, (unified / "memory.max").read_text().strip(),
+                            (unified / "pids.max").read_text().strip(), quota, period,
+                            (unified / "cpu.weight").read_text().strip())
+
+    def v1(controller: str, name: str) -> str:
+        return (root / controller / paths[controller] / name).read_text().strip()
+    return CgroupLimits(1, v1("memory", "memory.limit_in_bytes"), v1("pids", "pids.max"),
+                        v1("cpu", "cpu.cfs_quota_us"), v1("cpu", "cpu.cfs_period_us"), v1("cpu", "cpu.shares"))
+
+
 @pytest.fixture(scope="session")
 def base_rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_rootfs(tmp_path_factory.mktemp("rootfs") / "rootfs")

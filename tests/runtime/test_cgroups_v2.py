@@ -512,17 +512,77 @@ def test_real_kill_all(v2_root: str, spawn: Callable[[str], subprocess.Popen[str
     cgroup.destroy()  # already gone is fine
 
 
-def test_real_unified_and_missing_controllers(v2_root: str) -> None:
+def test_real_unified_keys(v2_root: str) -> None:
     cgroup = open_cgroup("/ctr", root=v2_root)
     cgroup.create()
     cgroup.apply({"unified": {"cgroup.max.descendants": "2"}})
     assert Path(v2_root, "ctr", "cgroup.max.descendants").read_text().strip() == "2"
     with pytest.raises(InvalidArgument, match=r"cgroup\.max\.descendants"):
         cgroup.apply({"unified": {"cgroup.max.descendants": "lots"}})
+
+
+def test_real_missing_controllers(v2_root: str) -> None:
+    """Below a parent that delegates no controller (its subtree_control left empty), limits are refused by
+    controller name, on a v1 (hybrid) host, where every controller is bound to v1, and on a v2 one alike."""
+    bare = Path(v2_root, "bare")
+    bare.mkdir()
+    assert Path(bare, "cgroup.controllers").read_text().split() == []
+    cgroup = open_cgroup("/ctr", root=str(bare))
+    cgroup.create()
     with pytest.raises(Unsupported, match="memory controller"):
         cgroup.apply({"unified": {"memory.max": "1G"}})
     with pytest.raises(Unsupported, match=r"pids\.limit.*pids controller"):
         cgroup.apply({"pids": {"limit": 5}})
+
+
+ALLOCATOR = """
+import sys
+sys.stdin.readline()
+hog = bytearray(96 << 20)
+hog[::4096] = b"x" * len(hog[::4096])
+print("survived", flush=True)
+"""
+FORKER = """
+import os, sys
+sys.stdin.readline()
+made = 0
+try:
+    for _ in range(8):
+        if os.fork() == 0:
+            os.read(0, 1)
+            os._exit(0)
+        made += 1
+except BlockingIOError:
+    pass
+print(made, flush=True)
+"""
+
+
+def test_real_limits_enforced(v2_root: str, spawn: Callable[[str], subprocess.Popen[str]]) -> None:
+    """On a cgroup v2 host the kernel enforces what apply() wrote: memory (OOM kill, seen in memory.events),
+    pids and CPU bandwidth. A v1 (hybrid) host has no controllers on a cgroup2 mount: its v1 tests cover this."""
+    needed = {"memory", "pids", "cpu"}
+    if not needed <= set(Path(v2_root, "cgroup.controllers").read_text().split()):
+        pytest.skip("this cgroup2 mount has no memory, pids and cpu controllers (a v1 host)")
+    cgroup = open_cgroup("/ctr", root=v2_root)
+    cgroup.create()
+    cgroup.apply({"memory": {"limit": 32 * MiB, "swap": 32 * MiB}, "pids": {"limit": 4},
+                  "cpu": {"quota": 50000, "period": 100000, "shares": 512}})
+    files = {name: Path(v2_root, "ctr", name).read_text().strip()
+             for name in ("memory.max", "memory.swap.max", "pids.max", "cpu.max", "cpu.weight")}
+    assert files == {"memory.max": str(32 * MiB), "memory.swap.max": "0", "pids.max": "4",
+                     "cpu.max": "50000 100000", "cpu.weight": "20"}
+    hog = spawn(ALLOCATOR)
+    cgroup.add(hog.pid)
+    assert hog.stdin is not None
+    hog.stdin.write("go\n")
+    hog.stdin.flush()
+    assert hog.wait(20) == -signal.SIGKILL
+    assert cgroup.oom_killed()
+    forker = spawn(FORKER)
+    cgroup.add(forker.pid)
+    assert ask(forker, "go") == "3"  # the forker itself and three children make pids.max's 4
+    cgroup.kill_all(signal.SIGKILL)
 
 
 def test_real_device_filter(v2_root: str, spawn: Callable[[str], subprocess.Popen[str]]) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ConsoleSocket, Runner
+from .conftest import ConsoleSocket, Runner, cgroup_limits
 
 CAP_LINE = "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status"
 
@@ -132,9 +132,7 @@ def test_memory_limit_in_cgroup(runtime: Runner) -> None:
     bundle, cid = runtime.bundle(["sleep", "30"], mutate=_set("linux.resources.memory", {"limit": 33554432}))
     assert runtime("run", "-d", "--bundle", str(bundle), cid).code == 0
     pid = json.loads(runtime("state", cid).out)["pid"]
-    cgroup = [line.split(":")[2] for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-              if ":memory:" in line][0]
-    assert Path(f"/sys/fs/cgroup/memory{cgroup}/memory.limit_in_bytes").read_text().strip() == "33554432"
+    assert cgroup_limits(pid).memory == "33554432"
 
 
 def test_lifecycle_create_start_state_kill_delete(runtime: Runner) -> None:

@@ -281,7 +281,8 @@ def create_options(body: dict[str, Any], name: str) -> Any:
         tmpfs=str_map(host, "Tmpfs", _HC), shm_size=field(host, "ShmSize", int, _HC, 0) or None,
         init=bool(field(host, "Init", bool, _HC, False)), network_mode=network_mode,
         pid_mode=field(host, "PidMode", str, _HC, ""), ipc_mode=field(host, "IpcMode", str, _HC, ""),
-        uts_mode=field(host, "UTSMode", str, _HC, ""), labels=str_map(body, "Labels", _CFG),
+        uts_mode=field(host, "UTSMode", str, _HC, ""), cgroupns_mode=field(host, "CgroupnsMode", str, _HC, ""),
+        labels=str_map(body, "Labels", _CFG),
         stop_signal=field(body, "StopSignal", str, _CFG, ""), cgroup_parent=field(host, "CgroupParent", str, _HC, ""),
         oom_score_adj=field(host, "OomScoreAdj", int, _HC, 0))
     log = field(host, "LogConfig", dict, _HC, {})

@@ -65,6 +65,8 @@ _CREATE_ARGS = (
     arg("--pid", default="", help="PID namespace to use"),
     arg("--ipc", default="", help="IPC mode to use"),
     arg("--uts", default="", help="UTS namespace to use"),
+    arg("--cgroupns", default="", help="Cgroup namespace to use (host|private); default: private on cgroup v2, "
+        "host on v1"),
     arg("--network", "--net", default="", help="Connect a container to a network (bridge, NAME, none, host, "
         "container:NAME)"),
     arg("--network-alias", "--net-alias", action="append", default=[], help="Add network-scoped alias"),
@@ -216,8 +218,8 @@ def _create_options(a: Namespace, *, detach: bool = True, auto_remove: bool = Fa
         memory_swap=a.memory_swap, memory_reservation=a.memory_reservation, cpus=a.cpus,
         cpu_shares=a.cpu_shares, cpuset_cpus=a.cpuset_cpus, pids_limit=a.pids_limit,
         oom_kill_disable=a.oom_kill_disable, devices=a.device, tmpfs=tmpfs, shm_size=a.shm_size, init=a.init,
-        network_mode=network_mode, pid_mode=a.pid, ipc_mode=a.ipc, uts_mode=a.uts, labels=labels,
-        stop_signal=a.stop_signal, cgroup_parent=a.cgroup_parent, oom_score_adj=a.oom_score_adj)
+        network_mode=network_mode, pid_mode=a.pid, ipc_mode=a.ipc, uts_mode=a.uts, cgroupns_mode=a.cgroupns,
+        labels=labels, stop_signal=a.stop_signal, cgroup_parent=a.cgroup_parent, oom_score_adj=a.oom_score_adj)
     return CreateOptions(
         image=a.image, run=run, name=a.name, binds=a.volume, mounts=[_parse_mount(m) for m in a.mount],
         volumes_from=a.volumes_from, restart=a.restart, auto_remove=auto_remove, log_driver=a.log_driver,

@@ -170,6 +170,7 @@ class RunOptions:
     pid_mode: str = ""
     ipc_mode: str = ""
     uts_mode: str = ""
+    cgroupns_mode: str = ""  # "" is Docker's default: private on cgroup v2, host on v1
     labels: dict[str, str] = field(default_factory=dict)
     stop_signal: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
@@ -191,6 +192,7 @@ class HostInfo:
     default_sysctls: tuple[str, ...]  # those of DEFAULT_SYSCTLS this kernel has
     dev_root: str = "/dev"
     seccomp: bool = True  # the kernel has seccomp (CONFIG_SECCOMP): without it dockerd runs unconfined
+    cgroup_version: int = 1  # 2 on a unified host, where a container gets its own cgroup namespace by default
 
     @classmethod
     def detect(cls, cgroup_root: str = "/sys/fs/cgroup") -> HostInfo:
@@ -219,7 +221,7 @@ class HostInfo:
             seccomp = True
         return cls(ncpu=ncpu, cpuset_cpus=cpuset or f"0-{ncpu - 1}", swap_limit=swap, oom_kill_disable=oom,
                    kernel=kernel, hostname=os.uname().nodename, last_cap=last_cap, default_sysctls=sysctls,
-                   seccomp=seccomp)
+                   seccomp=seccomp, cgroup_version=2 if unified else 1)
 
 
 def _read_first_line(path: str) -> str | None:
@@ -1083,8 +1085,12 @@ def _joined(mode: str, ns_type: str, what: str) -> str | None:
     return path
 
 
-def _namespaces(options: RunOptions) -> list[dict[str, str]]:
-    """mount, network, uts, pid, ipc in Docker's order; host modes leave theirs out, container: joins."""
+def _namespaces(options: RunOptions, host: HostInfo) -> list[dict[str, str]]:
+    """mount, network, uts, pid, ipc in Docker's order; host modes leave theirs out, container: joins.
+
+    The cgroup namespace comes last, as Docker adds it: private by default on cgroup v2 (so the container's
+    /sys/fs/cgroup is its own cgroup), the host's on v1.
+    """
     modes = {"network": options.network_mode, "uts": options.uts_mode, "pid": options.pid_mode,
              "ipc": options.ipc_mode}
     valid = {"network": ("", "private", "bridge", "default", "none", "host"), "uts": ("", "host"),
@@ -1100,7 +1106,16 @@ def _namespaces(options: RunOptions) -> list[dict[str, str]]:
         if mode == "host":
             continue
         namespaces.append({"type": ns_type, "path": path} if path else {"type": ns_type})
+    if cgroupns_mode(options.cgroupns_mode, host.cgroup_version) == "private":
+        namespaces.append({"type": "cgroup"})
     return namespaces
+
+
+def cgroupns_mode(mode: str, cgroup_version: int) -> str:
+    """``--cgroupns`` resolved as dockerd does at create: "" becomes private on cgroup v2, host on v1."""
+    if mode not in ("", "private", "host"):
+        raise InvalidArgument(f"invalid cgroup namespace mode: {mode}")
+    return mode or ("private" if cgroup_version == 2 else "host")
 
 
 def _sysctls(options: RunOptions, host: HostInfo, namespaces: list[dict[str, str]]) -> dict[str, str]:
@@ -1179,7 +1194,7 @@ def build_spec(image_config: dict[str, Any], options: RunOptions, *, rootfs: str
     """
     host = host or HostInfo.detect()
     _check_options(options)
-    namespaces = _namespaces(options)
+    namespaces = _namespaces(options, host)
     own = {ns["type"]: ns for ns in namespaces}
     if options.network_mode == "host" and not options.hostname:
         hostname = host.hostname

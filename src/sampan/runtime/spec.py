@@ -671,8 +671,15 @@ def _to_rootless(spec: dict[str, Any]) -> None:
 
 
 def default_spec(*, rootless: bool = False) -> dict[str, Any]:
-    """What ``runc spec`` (``--rootless``) writes, so ``sampan-runc spec`` is a drop-in starting point."""
+    """What ``runc spec`` (``--rootless``) writes, so ``sampan-runc spec`` is a drop-in starting point.
+
+    As runc's, it has a cgroup namespace on a cgroup v2 host only.
+    """
+    from sampan.runtime.cgroups import detect_version
+
     spec = _runc_spec()
+    if detect_version() == 2:
+        spec["linux"]["namespaces"].append({"type": "cgroup"})
     if rootless:
         _to_rootless(spec)
     return spec

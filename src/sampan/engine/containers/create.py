@@ -24,8 +24,9 @@ from sampan.engine import events, images, networks
 from sampan.engine import volumes as volume_engine
 from sampan.engine.containers import model
 from sampan.engine.context import Engine
-from sampan.engine.specgen import RunOptions, build_spec, nano_cpus, parse_signal
+from sampan.engine.specgen import RunOptions, build_spec, cgroupns_mode, nano_cpus, parse_signal
 from sampan.errors import Conflict, InvalidArgument, NotFound, SampanError
+from sampan.runtime.cgroups import detect_version
 from sampan.store import containers as records
 from sampan.store.containers import ContainerRecord
 from sampan.units import parse_size
@@ -365,6 +366,7 @@ def _host_config(options: CreateOptions, restart: tuple[str, int],
         "OomScoreAdj": run.oom_score_adj, "PidMode": run.pid_mode, "Privileged": run.privileged,
         "ReadonlyRootfs": run.read_only, "SecurityOpt": list(run.security_opt) or None,
         "Tmpfs": dict(run.tmpfs) or None, "UTSMode": run.uts_mode, "ShmSize": shm,
+        "CgroupnsMode": run.cgroupns_mode,
         "Runtime": options.runtime or "sampan", "Init": run.init or None, "CgroupParent": run.cgroup_parent,
         "ProcView": options.proc_view,
         "Sysctls": dict(run.sysctls) or None,
@@ -455,6 +457,7 @@ def create(engine: Engine, options: CreateOptions) -> ContainerRecord:
             volumes.append(_Volume("volume", "", path, anonymous=True))
 
     endpoint, port_bindings = _check_network(engine, options)
+    run.cgroupns_mode = cgroupns_mode(run.cgroupns_mode, detect_version())  # recorded resolved, as dockerd
     placeholder = RunOptions(**{**dataclasses.asdict(run), "mounts": _spec_mounts(engine, volumes, check=False)})
     build_spec(image_config, placeholder, rootfs="/", container_id=container_id,
                passwd_lookup=lambda _user: (0, 0, []), group_lookup=lambda names: [0 for _ in names],
