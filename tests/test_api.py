@@ -130,6 +130,60 @@ def test_ping_and_errors(service: Service) -> None:
     assert proc.returncode == 1 and b"No such" in proc.stderr
 
 
+def _exchange(service: Service, data: bytes, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """Send ``data`` (requests, pipelined) on one connection and read ``count`` responses (Content-Length
+    framed; none to HEAD), then whether the server closed the connection after them."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(service.socket))
+        sock.sendall(data)
+        stream = sock.makefile("rb")
+        out = []
+        for _ in range(count):
+            status = int(stream.readline().split()[1])
+            headers = {}
+            while (line := stream.readline().decode()) not in ("\r\n", ""):
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = 0 if headers.get("x-request") == "HEAD" else int(headers.get("content-length", "0"))
+            out.append((status, headers, stream.read(length)))
+        return out
+
+
+def test_fast_path_answers_as_aiohttp_and_hands_over(service: Service) -> None:
+    """Plain pings and listings are answered before aiohttp (sampan.api.fastpath) with the very answer of
+    aiohttp's handlers; anything else on the connection goes to aiohttp, in order."""
+    service.docker("create", "--name", "fast-listed", "--label", "k=v", "busybox", "true")
+    try:
+        fast = request(service, "GET", "/v1.45/containers/json?all=1&filters=%7B%22label%22%3A%5B%22k%3Dv%22%5D%7D")
+        # HTTP/1.0 is never the fast path's: the same listing through aiohttp's handler
+        (slow,) = _exchange(service, b"GET /v1.45/containers/json?all=1&filters=%7B%22label%22%3A%5B%22k%3Dv%22"
+                                     b"%5D%7D HTTP/1.0\r\nHost: x\r\n\r\n", 1)
+        assert fast[0] == slow[0] == 200
+        assert [c["Names"] for c in json.loads(fast[2])] == [["/fast-listed"]]
+        assert json.loads(fast[2]) == json.loads(slow[2])
+        for name in ("Api-Version", "Ostype", "Server", "Date", "Content-Type"):
+            assert fast[1][name] == slow[1][name.lower()] or name == "Date", name
+    finally:
+        service.docker("rm", "fast-listed")
+    ping = b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n\r\n"
+    listing = b"GET /v1.45/containers/json HTTP/1.1\r\nHost: x\r\n\r\n"
+    version = b"GET /v1.45/version HTTP/1.1\r\nHost: x\r\n\r\n"
+    get_ping = b"GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    answers = _exchange(service, ping + listing + version + get_ping, 4)
+    assert [status for status, _, _ in answers] == [200] * 4
+    assert answers[0][1]["content-length"] == "0" and answers[0][1]["api-version"] == "1.45"
+    assert json.loads(answers[1][2]) == [] and json.loads(answers[2][2])["ApiVersion"] == "1.45"
+    assert answers[3][2] == b"OK"
+    # a head longer than the fast path reads goes to aiohttp, as do requests it refuses, with its answers
+    (long,) = _exchange(service, b"GET /_ping HTTP/1.1\r\nX-Long: " + b"a" * (20 << 10) + b"\r\n\r\n", 1)
+    assert (long[0], long[2]) == (200, b"OK")
+    (bad,) = _exchange(service, b"GET /_ping HTTP/1.1\r\nNo colon here\r\n\r\n", 1)
+    assert bad[0] == 400
+    (post,) = _exchange(service, b"POST /_ping HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 1)
+    assert post[0] == 405
+
+
 # ---------------------------------------------------------------------------------------------- containers
 
 

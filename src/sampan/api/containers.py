@@ -14,6 +14,7 @@ from aiohttp import web
 
 from sampan.api.server import (
     BadRequest,
+    HasQuery,
     Routes,
     backend,
     body_json,
@@ -75,24 +76,32 @@ def summary(engine: Any, record: Any) -> dict[str, Any]:
     }
 
 
-async def list_(request: web.Request) -> web.StreamResponse:
-    from sampan.engine.containers.query import ListOptions, container_size, list_containers
+def list_options(request: HasQuery) -> tuple[Any, bool]:
+    """``GET /containers/json``'s query as the engine's ``ListOptions``, and whether sizes are wanted."""
+    from sampan.engine.containers.query import ListOptions
 
     options = ListOptions(all=query_bool(request, "all"), last=query_int(request, "limit", -1) or -1,
                           latest=query_bool(request, "latest"), filters=query_filters(request))
-    size = query_bool(request, "size")
+    return options, query_bool(request, "size")
 
-    def run(engine: Any) -> list[dict[str, Any]]:
-        out = []
-        for record in list_containers(engine, options):
-            item = summary(engine, record)
-            if size:
-                item["SizeRw"] = container_size(engine, record.id)
-            out.append(item)
-        return out
 
+def listing(engine: Any, options: Any, size: bool = False) -> list[dict[str, Any]]:
+    """``GET /containers/json``'s answer (also served by ``sampan.api.fastpath``)."""
+    from sampan.engine.containers.query import container_size, list_containers
+
+    out = []
+    for record in list_containers(engine, options):
+        item = summary(engine, record)
+        if size:
+            item["SizeRw"] = container_size(engine, record.id)
+        out.append(item)
+    return out
+
+
+async def list_(request: web.Request) -> web.StreamResponse:
+    options, size = list_options(request)
     api = backend(request)  # sizes walk the writable layers: never on the loop
-    return json_response(await (api.call(run) if size else api.quick(run)))
+    return json_response(await (api.call(listing, options, True) if size else api.quick(listing, options)))
 
 
 async def inspect(request: web.Request) -> web.StreamResponse:

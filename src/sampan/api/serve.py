@@ -124,10 +124,28 @@ async def _keep_monitor_host(root: str, runroot: str) -> None:
         await asyncio.get_running_loop().run_in_executor(None, monitor_host._send, path, b"{}", [])
 
 
+def _quiet_bad_requests() -> None:
+    """aiohttp logs a malformed request (the client's error, which it answers with a 400) with a traceback;
+    the service's log gets one line instead."""
+    import logging
+
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    class OneLine(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            error = record.exc_info[1] if record.exc_info else None
+            if isinstance(error, HttpProcessingError):
+                record.msg, record.args = "sampan service: bad request: %s", (" ".join(str(error).split()),)
+                record.exc_info = record.exc_text = None
+            return True
+
+    logging.getLogger("aiohttp.server").addFilter(OneLine())
+
+
 def _tls_listener(item: Listen, context: ssl.SSLContext, server: Any,
                   loop: asyncio.AbstractEventLoop) -> TLSListener:
-    """A TCP listener whose connections, once through the TLS handshake, the aiohttp ``server`` serves as local
-    ones (see ``sampan.api.tls`` for why the event loop does not do the TLS itself)."""
+    """A TCP listener whose connections, once through the TLS handshake, the protocol factory ``server`` serves
+    as local ones (see ``sampan.api.tls`` for why the event loop does not do the TLS itself)."""
     from sampan.api.tls import TLSListener
 
     family = socket.AF_INET6 if ":" in item.address else socket.AF_INET
@@ -166,23 +184,26 @@ def serve(root: str, runroot: str, listens: list[Listen], *, group: str = "", tl
     tls_listeners: list[TLSListener] = []
 
     async def main() -> None:
+        from sampan.api.fastpath import FastPaths
+        from sampan.api.server import BACKEND
+
+        _quiet_bad_requests()
         app = make_app(root, runroot)
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
-        sites = []
-        for item, sock in sockets:
-            sites.append(web.SockSite(runner, sock))
+        # the listeners hand each connection to the fast path, which hands it to aiohttp's protocol
+        # (runner.server) at its first request that is not a plain ping or listing (see sampan.api.fastpath)
+        paths = FastPaths(runner.server, app[BACKEND])
         loop = asyncio.get_running_loop()
+        servers = [await loop.create_unix_server(paths, sock=sock) for _, sock in sockets]
         for item in listens:
             if item.kind == "tcp" and context is None:
-                sites.append(web.TCPSite(runner, item.address, item.port))
+                try:
+                    servers.append(await loop.create_server(paths, item.address, item.port))
+                except OSError as e:  # a TCP port in use, an address not ours
+                    raise InvalidArgument(f"tcp://{item.address}:{item.port}: {e.strerror or e}") from None
             elif item.kind == "tcp":
-                tls_listeners.append(_tls_listener(item, context, runner.server, loop))
-        for site in sites:
-            try:
-                await site.start()
-            except OSError as e:  # a TCP port in use, an address not ours
-                raise InvalidArgument(f"{site.name}: {e.strerror or e}") from None
+                tls_listeners.append(_tls_listener(item, context, paths, loop))
         for listener in tls_listeners:
             listener.start()
         gc.freeze()  # what start-up made lives as long as we do: keep the collector from walking it again
@@ -197,6 +218,9 @@ def serve(root: str, runroot: str, listens: list[Listen], *, group: str = "", tl
         keeper.cancel()
         for listener in tls_listeners:
             listener.close()
+        for server in servers:
+            server.close()
+        paths.close()
         await runner.cleanup()
 
     try:

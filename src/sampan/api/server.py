@@ -25,9 +25,9 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -42,6 +42,13 @@ QUICK_LIMIT = 0.002  # seconds a read may hold the event loop (see ``Backend.qui
 BACKEND: web.AppKey[Backend] = web.AppKey("backend")  # type: ignore[name-defined]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class HasQuery(Protocol):
+    """What the ``query_*`` parsers read: an aiohttp request, or the fast path's plain request."""
+
+    @property
+    def query(self) -> Mapping[str, str]: ...
 
 
 class Backend:
@@ -65,19 +72,29 @@ class Backend:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, lambda: fn(self.engine(), *args, **kwargs))
 
+    def is_quick(self, fn: Callable[..., Any]) -> bool:
+        """Whether ``fn`` took under ``QUICK_LIMIT`` last time (see ``quick``)."""
+        return not self._slow.get(getattr(fn, "__qualname__", ""), False)
+
+    def run_quick(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(engine, *args)`` on the calling (the event loop's) thread, timed for ``is_quick``."""
+        started = time.perf_counter()
+        try:
+            return fn(self.engine(), *args)
+        finally:
+            self._slow[getattr(fn, "__qualname__", "")] = time.perf_counter() - started > QUICK_LIMIT
+
     async def quick(self, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(engine, *args)`` for a read that is usually quick (``docker ps``): on the event loop's own
         thread, with its own ``Engine``, while the last such read took under ``QUICK_LIMIT`` seconds, else in a
         worker. The hop to a worker costs two thread switches (more CPU than a short list), and ``docker ps``
         is what clients call most; a store so full that the read gets slow goes back to the workers, so the
         loop stays free for the streams it carries, and comes back once the read is quick again."""
-        key = getattr(fn, "__qualname__", "")
+        if self.is_quick(fn):
+            return self.run_quick(fn, *args)
         started = time.perf_counter()
-        if self._slow.get(key, False):
-            result = await self.call(fn, *args)
-        else:
-            result = fn(self.engine(), *args)
-        self._slow[key] = time.perf_counter() - started > QUICK_LIMIT
+        result = await self.call(fn, *args)
+        self._slow[getattr(fn, "__qualname__", "")] = time.perf_counter() - started > QUICK_LIMIT
         return result
 
     async def run(self, fn: Callable[[], Any]) -> Any:
@@ -142,7 +159,7 @@ _TRUE = ("1", "true", "True", "TRUE", "yes")
 _FALSE = ("", "0", "false", "False", "FALSE", "no")
 
 
-def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+def query_bool(request: HasQuery, name: str, default: bool = False) -> bool:
     value = request.query.get(name)
     if value is None:
         return default
@@ -153,7 +170,7 @@ def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
     raise BadRequest(f"invalid value for {name}: {value!r} (expected a boolean)")
 
 
-def query_int(request: web.Request, name: str, default: int | None = None) -> int | None:
+def query_int(request: HasQuery, name: str, default: int | None = None) -> int | None:
     value = request.query.get(name)
     if value is None or value == "":
         return default
@@ -163,7 +180,7 @@ def query_int(request: web.Request, name: str, default: int | None = None) -> in
         raise BadRequest(f"invalid value for {name}: {value!r} (expected an integer)") from None
 
 
-def query_filters(request: web.Request) -> dict[str, list[str]]:
+def query_filters(request: HasQuery) -> dict[str, list[str]]:
     """Docker's ``filters`` parameter: ``{"key": ["v", ...]}`` or the old ``{"key": {"v": true}}``."""
     text = request.query.get("filters", "")
     if not text:
@@ -491,7 +508,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     what we serve (Docker's wording), turn errors into Docker's error JSON, and put our headers on answers."""
     version = request.match_info.get("_version")
     if version and version != API_VERSION:
-        refused = _refuse_version(version)
+        refused = refuse_version(version)
         if refused is not None:
             return refused
     try:
@@ -522,7 +539,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     return response
 
 
-def _refuse_version(version: str) -> web.Response | None:
+def refuse_version(version: str) -> web.Response | None:
     try:
         wanted = _version_tuple(version)
     except BadRequest as e:
