@@ -18,6 +18,7 @@ from sampan.engine.filters import bool_filter, check_filters, labels_match
 from sampan.errors import Conflict, InvalidArgument, InvalidReference, NotFound
 from sampan.image import digest as _digest
 from sampan.image import reference as refs
+from sampan.patterns import glob_regex
 from sampan.store import images as records
 
 TYPE_CHECKING = False
@@ -103,28 +104,11 @@ class ImageSummary:
 
 
 def _glob(pattern: str) -> re.Pattern[str]:
-    """Go's path.Match: ``*`` and ``?`` never cross a ``/``."""
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                raise InvalidArgument(f"invalid reference filter pattern: {pattern!r}")
-            body = pattern[i + 1:end]
-            out.append("[" + ("^" + body[1:] if body.startswith("^") else body) + "]")
-            i = end
-        elif c == "\\" and i + 1 < len(pattern):
-            i += 1
-            out.append(re.escape(pattern[i]))
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out))
+    """Go's path.Match (see ``sampan.patterns``)."""
+    try:
+        return re.compile(glob_regex(pattern))
+    except ValueError:
+        raise InvalidArgument(f"invalid reference filter pattern: {pattern!r}") from None
 
 
 IMAGE_FILTERS = frozenset({"dangling", "reference", "label", "before", "since"})
