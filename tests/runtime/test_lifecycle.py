@@ -620,6 +620,21 @@ def test_update_resources_json_from_stdin(runtime: Runner) -> None:
     assert limits.cpu_weight == ("512" if limits.version == 1 else "20")  # v2: runc's shares-to-weight formula
 
 
+def test_exec_joins_the_containers_seccomp_filter(runtime: Runner) -> None:
+    """An exec'd process gets the container's filter (sampan-runc reads back the program its create compiled)."""
+    profile = {"defaultAction": "SCMP_ACT_ALLOW",
+               "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+
+    def mutate(config: dict[str, Any]) -> None:
+        config["linux"]["seccomp"] = profile
+    cid, _ = _running(runtime, mutate=mutate)
+    r = runtime("exec", cid, "sh", "-c", "grep '^Seccomp:' /proc/self/status; mkdir /x 2>&1")
+    assert r.out.split("\n")[0].split() == ["Seccomp:", "2"], r.out
+    assert "Operation not permitted" in r.out, r.out  # EPERM from the filter, not EROFS from the root
+    if runtime.name == "sampan-runc":
+        assert (runtime.root / cid / "seccomp.bpf").exists()
+
+
 def test_update_of_missing_container_fails(runtime: Runner) -> None:
     r = runtime("update", "--pids-limit", "10", "no-such-container")
     assert r.code == 1 and "does not exist" in r.err

@@ -84,6 +84,28 @@ def _program(seccomp_filter: Any) -> tuple[bytes, int] | None:
     return None if seccomp_filter is None else (seccomp_filter.export_bpf(), seccomp_filter.flags)
 
 
+_KEPT_PROGRAM = "seccomp.bpf"  # in the state directory: the flags (4 bytes, little-endian), then the program
+
+
+def _keep_program(state_dir: str, program: tuple[bytes, int] | None) -> None:
+    """``create`` keeps the container's compiled filter: each ``exec`` joins the very same filter (its spec is the
+    container's with another process), and compiling it again with libseccomp costs ~10 ms per exec."""
+    if program is not None:
+        with open(os.path.join(state_dir, _KEPT_PROGRAM), "wb") as f:
+            f.write(program[1].to_bytes(4, "little") + program[0])
+
+
+def _kept_program(state_dir: str, config: dict[str, Any]) -> tuple[bytes, int] | None:
+    """The filter ``create`` kept, or, for a container without one (no seccomp, or created by an older
+    sampan), the spec's compiled now."""
+    try:
+        with open(os.path.join(state_dir, _KEPT_PROGRAM), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return _program(compile_seccomp(config))
+    return data[4:], int.from_bytes(data[:4], "little")
+
+
 # runc's AllowedDevices: mknod of anything, the default devices, ptys and tun, on top of the spec's own rules.
 _DEFAULT_DEVICE_RULES: list[dict[str, Any]] = [
     {"allow": True, "type": "c", "access": "m"}, {"allow": True, "type": "b", "access": "m"},
@@ -160,6 +182,7 @@ class Runtime:
                                  console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
                                  seccomp=_program(seccomp_filter), no_pivot=no_pivot, preserve_fds=preserve_fds,
                                  cgroup_version=cgroup.version)
+            _keep_program(state_dir, plan.seccomp)
             init_pid = self._spawn(first, plan, cgroup, state)
             state.pid, state.pid_start = init_pid, process_start_time(init_pid) or ""
             self.states.save(state)
@@ -323,7 +346,8 @@ class Runtime:
             plan = init.InitPlan(spec=config, rootfs=state.rootfs, bundle=state.bundle, process=process,
                                  namespaces=[],
                                  console_fd=console_fd if console_fd >= 0 else _connect_console(console_socket),
-                                 seccomp=_program(compile_seccomp(config)), join_pid=state.pid,
+                                 seccomp=_kept_program(self.states.dir(container_id), config),
+                                 join_pid=state.pid,
                                  preserve_fds=preserve_fds, cgroup_version=cgroup.version)
             plan.agent_optional = agent_optional
             pid = self._spawn(first, plan, cgroup, state)

@@ -113,7 +113,7 @@ class StateStore:
             raise NotFound(f"container {container_id} does not exist") from None
 
     def remove(self, container_id: str) -> None:
-        """Remove the state directory. It holds only files (state.json, the exec fifo): ``shutil``, whose import
+        """Remove the state directory. It holds only files (state.json, the exec fifo, the kept seccomp program): ``shutil``, whose import
         costs a foreground ``run`` two milliseconds, is only needed if something put a directory there."""
         path = self.dir(container_id)
         try:
