@@ -12,3 +12,10 @@ def main(argv: list[str] | None = None) -> int:
     from sampan.runtime import cli
 
     return cli.main(sys.argv[1:] if argv is None else argv)
+
+
+def entry() -> None:
+    """The ``sampan-runc`` command: ``main``, then out without the interpreter's teardown (see ``quick_exit``)."""
+    from sampan.quick_exit import quick_exit
+
+    quick_exit(main())
