@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import shutil
 import sqlite3
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,6 +34,7 @@ from sampan.engine.filters import bool_filter, check_filters, labels_match
 from sampan.errors import Conflict, InvalidArgument, NotFound
 from sampan.store import gc
 from sampan.store import volumes as records
+from sampan.store.layout import unique_name
 from sampan.store.volumes import VolumeRecord, volume_users
 
 DRIVER = "local"
@@ -150,7 +149,7 @@ def _volume(engine: Engine, conn: sqlite3.Connection, record: VolumeRecord) -> V
 
 def _to_trash(engine: Engine, path: Path) -> None:
     if path.exists() or path.is_symlink():
-        path.rename(engine.layout.trash / f"volume-{path.name}-{uuid.uuid4().hex}")
+        path.rename(engine.layout.trash / unique_name(f"volume-{path.name}"))
 
 
 def directory_size(path: str) -> int:
@@ -187,14 +186,14 @@ def create(engine: Engine, name: str | None = None, *, driver: str = DRIVER, lab
     options = dict(options or {})
     anonymous = not name
     if not name:
-        name = secrets.token_hex(32)
+        name = os.urandom(32).hex()
         labels.setdefault(ANONYMOUS_LABEL, "")
     validate_name(name)
     _check_driver(driver)
     _check_labels(labels)
     validate_options(name, options)
     layout = engine.layout
-    staging = layout.tmp / f"volume-{os.getpid()}-{uuid.uuid4().hex}"
+    staging = layout.tmp / unique_name(f"volume-{os.getpid()}")
     staging.mkdir(mode=0o701)
     try:
         data = staging / "_data"

@@ -6,7 +6,6 @@ build a path: a digest from an untrusted manifest must not be able to name a fil
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from sampan.errors import InvalidArgument, Unsupported
@@ -44,6 +43,8 @@ def hex_of(digest: str) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
+    import hashlib  # here: loading OpenSSL costs 2 ms, and most commands hash nothing
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 

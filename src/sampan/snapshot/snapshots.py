@@ -12,7 +12,6 @@ import os
 import shutil
 import sqlite3
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from sampan.image import digest as _digest
 from sampan.image.compression import open_decompressed
 from sampan.snapshot.unpack import unpack_layer
 from sampan.store.content import ContentStore, fsync_dir
-from sampan.store.layout import Layout
+from sampan.store.layout import Layout, unique_name
 from sampan.store.leases import Lease
 from sampan.store.locks import FileLock
 from sampan.store.metadata import Database
@@ -74,7 +73,7 @@ class SnapshotStore:
 
     def _unpack_and_commit(self, lease: Lease, blob_digest: str, parent: str | None,
                            expected_diff_id: str | None) -> Snapshot:
-        staging = self.layout.tmp / f"unpack-{os.getpid()}-{uuid.uuid4().hex}"
+        staging = self.layout.tmp / unique_name(f"unpack-{os.getpid()}")
         staging.mkdir(mode=0o755)
         try:
             with self.content.open(blob_digest) as raw, open_decompressed(raw) as stream:
@@ -89,7 +88,7 @@ class SnapshotStore:
                     return found
                 target = self.path(chain_id)
                 if target.exists():  # left by a crash before its row was committed: never trusted
-                    target.rename(self.layout.trash / f"{target.name}-{uuid.uuid4().hex}")
+                    target.rename(self.layout.trash / unique_name(target.name))
                 os.rename(staging, target)
                 fsync_dir(target.parent)
                 tx.execute("INSERT OR REPLACE INTO snapshots(chain_id, parent, diff_id, size, created) "

@@ -13,11 +13,10 @@ resume, so the digest is always verified over the whole blob; a mismatch discard
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Self
 
 from sampan.errors import CorruptContent, NotFound
 from sampan.image import digest as _digest
@@ -34,12 +33,20 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+
+def _sha256() -> Any:
+    """hashlib's sha256, imported when first needed: loading OpenSSL costs every command that opens the store
+    (``run``, ``ps``) 2 ms, and only those that write content hash it."""
+    import hashlib
+
+    return hashlib.sha256()
+
 class BlobWriter:
     """Streams one blob into the ingest area; nothing is visible until ``commit`` has verified it."""
 
     def __init__(self, store: ContentStore, resume: str | None = None) -> None:
         self._store = store
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         self.size = 0
         self._keep = False
         if resume is not None and self._resume(resume):
@@ -75,7 +82,7 @@ class BlobWriter:
         """Drop what a resumed file held (it is longer than the blob can be): start from byte 0."""
         self._file.truncate(0)
         self._file.seek(0)
-        self._hash = hashlib.sha256()
+        self._hash = _sha256()
         self.size = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -191,7 +198,7 @@ class ContentStore:
 
     def verify(self, digest: str) -> bool:
         """Re-hash a stored blob (used by ``system check``)."""
-        h = hashlib.sha256()
+        h = _sha256()
         with self.open(digest) as f:
             while chunk := f.read(_COPY_CHUNK):
                 h.update(chunk)

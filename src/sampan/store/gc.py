@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import uuid
 from dataclasses import dataclass, field
 
 from sampan.image import digest as _digest
 from sampan.store import leases
 from sampan.store.content import ContentStore
-from sampan.store.layout import Layout
+from sampan.store.layout import Layout, unique_name
 
 _LIVE_SNAPSHOTS = """
     SELECT chain_id, size FROM snapshots WHERE chain_id NOT IN (SELECT chain_id FROM image_layers)
@@ -47,7 +46,7 @@ def collect(tx: sqlite3.Connection, layout: Layout, content: ContentStore) -> Co
         tx.execute("DELETE FROM snapshots WHERE chain_id = ?", (chain_id,))
         path = layout.snapshots / _digest.hex_of(chain_id)
         if path.exists():
-            path.rename(layout.trash / f"{path.name}-{uuid.uuid4().hex}")
+            path.rename(layout.trash / unique_name(path.name))
         out.snapshots.append(chain_id)
         out.reclaimed += row["size"]
     for row in tx.execute(_LIVE_BLOBS).fetchall():

@@ -14,6 +14,12 @@ DEFAULT_ROOT = "/var/lib/sampan"
 DEFAULT_RUNROOT = "/run/sampan"
 
 
+def unique_name(prefix: str) -> str:
+    """``prefix`` made unique with 128 random bits: the names of staging directories and of what is moved to the
+    trash. (``uuid`` would do as well, but it imports ``platform``: a millisecond of every ``run``.)"""
+    return f"{prefix}-{os.urandom(16).hex()}"
+
+
 class Layout:
     """A plain class, not a dataclass: every command builds one, and a dataclass costs about a millisecond at
     start-up (with the ``dataclasses`` module itself, several)."""

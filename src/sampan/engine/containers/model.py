@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import time
 from pathlib import Path
 
@@ -120,7 +119,7 @@ def connect_monitor(engine: Engine, container_id: str) -> socket.socket:
 
 
 def new_id() -> str:
-    return secrets.token_hex(32)
+    return os.urandom(32).hex()
 
 
 def random_name(taken: set[str]) -> str:
@@ -130,7 +129,7 @@ def random_name(taken: set[str]) -> str:
             name += str(random.randint(0, 9))
         if name not in taken:
             return name
-    return "sampan_" + secrets.token_hex(6)
+    return "sampan_" + os.urandom(6).hex()
 
 
 def validate_name(name: str) -> str:

@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import time
-import uuid
 
 from sampan.engine.containers import model, rootfs
 from sampan.engine.containers.model import ACTIVE
@@ -20,6 +19,7 @@ from sampan.engine.context import Engine
 from sampan.engine.specgen import CGROUP_PARENT
 from sampan.errors import SampanError
 from sampan.store import containers as records
+from sampan.store.layout import unique_name
 
 
 def _cgroup(record: records.ContainerRecord):
@@ -94,7 +94,7 @@ def repair(engine: Engine) -> list[str]:
             if rootfs.mounted(os.path.join(path, "merged")):
                 rootfs.unmount(model.Places(engine.layout, os.path.basename(path)))
             if path.startswith(str(engine.layout.containers)):
-                os.rename(path, engine.layout.trash / f"container-{uuid.uuid4().hex}")
+                os.rename(path, engine.layout.trash / unique_name("container"))
             else:
                 shutil.rmtree(path, ignore_errors=True)
             done.append(f"removed {path}")

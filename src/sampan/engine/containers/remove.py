@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from dataclasses import dataclass, field
 
 from sampan.engine import events, networks
@@ -22,6 +21,7 @@ from sampan.engine.filters import check_filters, labels_match
 from sampan.errors import Conflict, SampanError
 from sampan.store import containers as records
 from sampan.store import gc
+from sampan.store.layout import unique_name
 
 
 def remove(engine: Engine, name: str, *, force: bool = False, volumes: bool = False) -> str:
@@ -47,7 +47,7 @@ def remove(engine: Engine, name: str, *, force: bool = False, volumes: bool = Fa
         where = model.places(engine, record.id)
         rootfs.unmount(where)
         if where.bundle.exists():
-            where.bundle.rename(engine.layout.trash / f"container-{record.id}-{uuid.uuid4().hex}")
+            where.bundle.rename(engine.layout.trash / unique_name(f"container-{record.id}"))
         shutil.rmtree(where.run, ignore_errors=True)
         anonymous = []
         with engine.db.transaction() as tx:

@@ -11,10 +11,12 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sampan.errors import NotFound, SampanError
+
+if TYPE_CHECKING:
+    import subprocess  # an external runtime's verbs import it: sampan's own runtime needs none
 
 DEFAULT = "sampan"
 
@@ -101,6 +103,8 @@ class External:
         self.binary, self.root = path, root
 
     def _run(self, *args: str, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
+        import subprocess
+
         result = subprocess.run([self.binary, "--root", self.root, *args], stdout=kwargs.pop("stdout", subprocess.PIPE),
                                 stderr=subprocess.PIPE, check=False, **kwargs)
         if check and result.returncode != 0:
@@ -140,6 +144,8 @@ class External:
         log = os.path.join(bundle, "runtime.log")
 
         def create(args: list[str]) -> None:
+            import subprocess
+
             result = subprocess.run([self.binary, "--root", self.root, "--log", log, "--log-format", "json",
                                      "create", *args], check=False)
             if result.returncode != 0:
@@ -183,6 +189,7 @@ class External:
 
     def exec(self, container_id: str, process: dict[str, Any], console: socket.socket | None,
              detach: bool, pid_file: str | None = None) -> int:
+        import subprocess
         import tempfile
 
         with tempfile.NamedTemporaryFile("w", dir=self.root, suffix=".json") as f:
