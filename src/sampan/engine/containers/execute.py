@@ -14,7 +14,7 @@ from typing import Any
 
 from sampan._linux import process as sys_
 from sampan.engine.containers import model
-from sampan.engine.containers.lifecycle import driver_of
+from sampan.engine.containers.runtimes import driver_of
 from sampan.engine.context import Engine
 from sampan.errors import Conflict, SampanError
 from sampan.store.containers import ContainerRecord

@@ -19,6 +19,7 @@ from typing import Any
 from sampan.engine import events
 from sampan.engine.containers import model, monitor, runtimes
 from sampan.engine.containers.model import ACTIVE
+from sampan.engine.containers.runtimes import driver_of
 from sampan.engine.context import Engine
 from sampan.engine.specgen import parse_signal
 from sampan.errors import Conflict, InvalidArgument, NotFound
@@ -34,10 +35,6 @@ _POLL_S = 0.01
 def locked(engine: Engine, container_id: str) -> Iterator[None]:
     with FileLock(engine.layout.locks, "container:" + container_id):
         yield
-
-
-def driver_of(engine: Engine, record: ContainerRecord) -> runtimes.Driver:
-    return runtimes.driver(record.host_config.get("Runtime", ""), str(engine.layout.runtime))
 
 
 def start(engine: Engine, name: str, attach: dict[str, bool] | None = None

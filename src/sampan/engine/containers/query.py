@@ -205,7 +205,7 @@ def top(engine: Engine, name: str, ps_args: list[str]) -> tuple[list[str], list[
     """``docker top``: the host's ``ps`` over the container's processes (titles, rows)."""
     import subprocess
 
-    from sampan.engine.containers.lifecycle import driver_of
+    from sampan.engine.containers.runtimes import driver_of
 
     record = model.lookup(engine, name)
     if record.status not in ("running", "paused"):

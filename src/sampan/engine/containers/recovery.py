@@ -77,8 +77,8 @@ def find(engine: Engine) -> list[tuple[str, str]]:
 
 def repair(engine: Engine) -> list[str]:
     """Remove every leftover ``find`` reports; returns what was done."""
-    from sampan.engine.containers.lifecycle import driver_of
     from sampan.engine.containers.remove import remove
+    from sampan.engine.containers.runtimes import driver_of
 
     done = []
     for container_id, description in find(engine):

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from sampan.engine import events, networks
 from sampan.engine import volumes as volume_engine
 from sampan.engine.containers import model, rootfs
-from sampan.engine.containers.lifecycle import driver_of, locked, stop
+from sampan.engine.containers.lifecycle import locked, stop
 from sampan.engine.containers.model import ACTIVE
+from sampan.engine.containers.runtimes import driver_of
 from sampan.engine.context import Engine
 from sampan.engine.filters import check_filters, labels_match
 from sampan.errors import Conflict, SampanError

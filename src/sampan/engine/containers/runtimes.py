@@ -18,6 +18,9 @@ from sampan.errors import NotFound, SampanError
 if TYPE_CHECKING:
     import subprocess  # an external runtime's verbs import it: sampan's own runtime needs none
 
+    from sampan.engine.context import Engine
+    from sampan.store.containers import ContainerRecord
+
 DEFAULT = "sampan"
 
 
@@ -223,3 +226,8 @@ def driver(name: str, runtime_root: str) -> Driver:
     if name in ("", DEFAULT):
         return InProcess(os.path.join(runtime_root, DEFAULT))
     return External(name, os.path.join(runtime_root, os.path.basename(name)))
+
+
+def driver_of(engine: Engine, record: ContainerRecord) -> Driver:
+    """The driver of a container (here, not in ``lifecycle``: ``exec``, ``top`` and ``stats`` need no more)."""
+    return driver(record.host_config.get("Runtime", ""), str(engine.layout.runtime))

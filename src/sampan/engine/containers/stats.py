@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sampan.engine.containers import model
-from sampan.engine.containers.lifecycle import driver_of
+from sampan.engine.containers.runtimes import driver_of
 from sampan.engine.context import Engine
 from sampan.errors import SampanError
 from sampan.store.containers import ContainerRecord
