@@ -268,6 +268,22 @@ def test_image_in_use_cannot_be_removed(sampan: Sampan, busybox: str) -> None:
     assert sampan("images", "-qa").stdout == ""
 
 
+def test_exec_into_a_stopped_container_leaves_no_process(sampan: Sampan, busybox: str) -> None:
+    """exec forks the runtime's first process before it looks the container up (its start overlaps that work):
+    when the exec fails, that process is gone too."""
+    sampan("create", "--name", "idle", "busybox", "true")
+    _error_line(sampan("exec", "idle", "true", check=False), 1)
+    boot = b"from sampan.runtime.init import boot"
+    left = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if boot in Path(f"/proc/{pid}/cmdline").read_bytes():
+                left.append(pid)
+        except OSError:
+            continue
+    assert left == []
+
+
 def test_other_runtimes(sampan: Sampan, busybox: str) -> None:
     assert sampan("run", "--rm", "--runtime", "runc", "busybox", "echo", "via runc").stdout == "via runc\n"
     cid = sampan("run", "-d", "--runtime", "runc", "busybox", "sleep", "100").stdout.strip()

@@ -74,8 +74,9 @@ def _own_bounding_set() -> int:
     return 0
 
 
-def exec_in(engine: Engine, name: str, options: ExecOptions) -> int:
-    """Run the command; returns its exit status (0 at once with ``detach``)."""
+def exec_in(engine: Engine, name: str, options: ExecOptions, first: Any = None) -> int:
+    """Run the command; returns its exit status (0 at once with ``detach``). ``first``: the built-in runtime's
+    first process, when the caller forked it early (``InitProcess``; an external runtime does not use it)."""
     record = model.lookup(engine, name)
     if record.status == "paused":
         raise Conflict(f"Container {record.id} is paused, unpause the container before exec")
@@ -103,7 +104,7 @@ def exec_in(engine: Engine, name: str, options: ExecOptions) -> int:
     sys_.prctl(sys_.PR_SET_CHILD_SUBREAPER, 1)
     try:
         try:
-            driver.exec(record.id, process, theirs, True, pid_file=pid_file)
+            driver.exec(record.id, process, theirs, True, pid_file=pid_file, first=first)
         except SampanError as e:
             raise ExecError(str(e)) from None
         with open(pid_file) as f:

@@ -40,7 +40,7 @@ class Driver(Protocol):
     def oom_killed(self, container_id: str) -> bool: ...
     def stats(self, container_id: str) -> dict[str, Any]: ...
     def exec(self, container_id: str, process: dict[str, Any], console: socket.socket | None,
-             detach: bool, pid_file: str | None = None) -> int: ...
+             detach: bool, pid_file: str | None = None, first: Any = None) -> int: ...
 
 
 class InProcess:
@@ -90,9 +90,9 @@ class InProcess:
         return cgroup.exists() and cgroup.oom_killed()
 
     def exec(self, container_id: str, process: dict[str, Any], console: socket.socket | None,
-             detach: bool, pid_file: str | None = None) -> int:
+             detach: bool, pid_file: str | None = None, first: Any = None) -> int:
         return self.runtime.exec(container_id, process, detach=detach, pid_file=pid_file,
-                                 console_fd=console.detach() if console else -1,
+                                 console_fd=console.detach() if console else -1, first=first,
                                  agent_optional=True)  # the agent is the monitor: exec still works without it
 
 
@@ -191,7 +191,8 @@ class External:
         return bool((self.stats(container_id).get("memory") or {}).get("oom_kill") or 0)
 
     def exec(self, container_id: str, process: dict[str, Any], console: socket.socket | None,
-             detach: bool, pid_file: str | None = None) -> int:
+             detach: bool, pid_file: str | None = None, first: Any = None) -> int:
+        """``first``, a first process of sampan's runtime forked in advance, is not ours to use."""
         import subprocess
         import tempfile
 
