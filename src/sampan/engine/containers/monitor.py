@@ -176,6 +176,55 @@ def _log_failure(engine: Engine, container_id: str) -> None:  # pragma: no cover
         pass
 
 
+class _Stdio:
+    """The container's stdio, made before its process: pipes (stdin from /dev/null unless ``OpenStdin``), or, with
+    a terminal, the socket its pty's master comes back over. ``around`` runs a call with the container's ends as
+    this process's 0, 1 and 2: the runtime's first process, forked in it, hands them to the container."""
+
+    def __init__(self, tty: bool, open_stdin: bool) -> None:
+        self.tty, self.open_stdin = tty, open_stdin
+        self.theirs: list[int] = []
+        self.stdin_w = self.out_r = self.err_r = -1
+        if tty:
+            self.console, self.console_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            return
+        stdin_r, self.stdin_w = os.pipe() if open_stdin else (os.open(os.devnull, os.O_RDONLY), -1)
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        self.theirs = [stdin_r, out_w, err_w]
+        for fd in (self.out_r, self.err_r, self.stdin_w):
+            if fd >= 0:
+                os.set_inheritable(fd, False)
+
+    def around(self, call: Any) -> Any:
+        if self.tty:
+            return call()
+        saved = [os.dup(fd) for fd in (0, 1, 2)]
+        try:
+            for fd, target in zip(self.theirs, (0, 1, 2)):
+                os.dup2(fd, target)
+            return call()
+        finally:
+            for fd, target in zip(saved, (0, 1, 2)):
+                os.dup2(fd, target)
+                os.close(fd)
+
+    def close_theirs(self) -> None:
+        for fd in self.theirs:
+            os.close(fd)
+        self.theirs = []
+
+    def close_ours(self) -> None:
+        """After a failed start: every end, ours and the container's."""
+        self.close_theirs()
+        if self.tty:
+            self.console.close()
+            self.console_theirs.close()
+        for fd in (self.stdin_w, self.out_r, self.err_r):
+            if fd >= 0:
+                os.close(fd)
+
+
 class Monitor:
     """The monitor process (M). To stay small it does no heavy work itself: starting the container (S) and
     handling its exit (E) run in short-lived forked children, so the pages they touch (SQLite, the spec, the
@@ -333,8 +382,13 @@ class Monitor:
         record = self._record()
         driver = self._driver(record)
         driver.delete(self.id)  # a leftover of a killed monitor (same id) would block the create
-        root = rootfs.mount(self.engine, record, self.where)
+        stdio = _Stdio(bool(record.config.get("Tty")), bool(record.config.get("OpenStdin")))
+        # the built-in runtime's first process starts now, on the container's stdio: its interpreter's start
+        # (~13 ms) overlaps the mount and the spec (see sampan.runtime.first_process)
+        first = stdio.around(driver.first_process)
+        root = None
         try:
+            root = rootfs.mount(self.engine, record, self.where)
             options = load_run_options(str(self.where.bundle / OPTIONS_FILE))
             _populate_volumes(self.engine, record, root)
             image_config = load_config(self.engine, record.image_id).container
@@ -350,7 +404,7 @@ class Monitor:
             tmp = self.where.config.with_suffix(".tmp")
             tmp.write_text(json.dumps(spec))
             os.rename(tmp, self.where.config)
-            pid, io = self._create(driver, record, spec)
+            pid, io = self._create(driver, stdio, first)
             if agent is not None:
                 from sampan.procview.view import cgroup_of
 
@@ -359,9 +413,13 @@ class Monitor:
             self._connect(record, pid, io)
             driver.start(self.id)
         except BaseException:
+            if first is not None:
+                first.abandon()
+            stdio.close_ours()
             driver.delete(self.id)
             networks.teardown(self.engine, self.id)
-            rootfs.unmount(self.where)
+            if root is not None:
+                rootfs.unmount(self.where)
             raise
         with self.engine.db.transaction() as tx:
             fresh = records.get(tx, self.id)
@@ -449,48 +507,23 @@ class Monitor:
                                         str(networks.dns_index(self.engine, self.id))))
         return responders[0].fds()
 
-    def _create(self, driver: runtimes.Driver, record: ContainerRecord, spec: dict[str, Any]
-                ) -> tuple[int, dict[str, Any]]:
+    def _create(self, driver: runtimes.Driver, stdio: _Stdio, first: Any) -> tuple[int, dict[str, Any]]:
         """Create the container with its stdio: pipes, or a pty whose master comes back over a socket."""
-        tty = bool((spec.get("process") or {}).get("terminal"))
-        open_stdin = bool(record.config.get("OpenStdin"))
-        io: dict[str, Any] = {"stdin": -1, "outputs": {}, "master": -1}
-        if tty:
+        if stdio.tty:
             from sampan.runtime.console import recv_fd
 
-            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            with ours:
-                pid = driver.create(self.id, str(self.where.bundle), theirs)
-                theirs.close()
-                master = recv_fd(ours)
+            with stdio.console:
+                pid = driver.create(self.id, str(self.where.bundle), stdio.console_theirs, first=first)
+                stdio.console_theirs.close()
+                master = recv_fd(stdio.console)
             if self.console_size:
                 sys_.set_winsize(master, *self.console_size)
-            io.update(stdin=master if open_stdin else -1, outputs={master: "stdout"}, master=master)
-            return pid, io
-        child_ends = []
-        stdin_r = os.open(os.devnull, os.O_RDONLY)
-        if open_stdin:
-            os.close(stdin_r)
-            stdin_r, io["stdin"] = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        child_ends = [stdin_r, out_w, err_w]
-        saved = [os.dup(fd) for fd in (0, 1, 2)]
-        try:
-            for fd, target in zip(child_ends, (0, 1, 2)):
-                os.dup2(fd, target)
-            pid = driver.create(self.id, str(self.where.bundle), None)
-        finally:
-            for fd, target in zip(saved, (0, 1, 2)):
-                os.dup2(fd, target)
-                os.close(fd)
-            for fd in child_ends:
-                os.close(fd)
-        for fd in (out_r, err_r, io["stdin"]):
-            if fd >= 0:
-                os.set_inheritable(fd, False)
-        io["outputs"] = {out_r: "stdout", err_r: "stderr"}
-        return pid, io
+            return pid, {"stdin": master if stdio.open_stdin else -1, "outputs": {master: "stdout"},
+                         "master": master}
+        pid = stdio.around(lambda: driver.create(self.id, str(self.where.bundle), None, first=first))
+        stdio.close_theirs()
+        return pid, {"stdin": stdio.stdin_w, "outputs": {stdio.out_r: "stdout", stdio.err_r: "stderr"},
+                     "master": -1}
 
     # ------------------------------------------------------------------------------------------ running
 

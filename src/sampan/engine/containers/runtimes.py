@@ -29,7 +29,8 @@ class RuntimeError_(SampanError):
 
 
 class Driver(Protocol):
-    def create(self, container_id: str, bundle: str, console: socket.socket | None) -> int: ...
+    def first_process(self) -> Any: ...
+    def create(self, container_id: str, bundle: str, console: socket.socket | None, first: Any = None) -> int: ...
     def start(self, container_id: str) -> None: ...
     def kill(self, container_id: str, sig: int, all: bool = False) -> None: ...
     def delete(self, container_id: str) -> None: ...
@@ -51,8 +52,16 @@ class InProcess:
 
         self.runtime = Runtime(root)
 
-    def create(self, container_id: str, bundle: str, console: socket.socket | None) -> int:
-        state = self.runtime.create(container_id, bundle, console_fd=console.detach() if console else -1)
+    def first_process(self) -> Any:
+        """The runtime's first process for a create or exec, forked now, on this process's stdio, so that its
+        interpreter starts while the caller prepares (see ``sampan.runtime.first_process``)."""
+        from sampan.runtime.first_process import InitProcess
+
+        return InitProcess()
+
+    def create(self, container_id: str, bundle: str, console: socket.socket | None, first: Any = None) -> int:
+        state = self.runtime.create(container_id, bundle, console_fd=console.detach() if console else -1,
+                                    first=first)
         return state.pid
 
     def start(self, container_id: str) -> None:
@@ -139,7 +148,11 @@ class External:
             listener.close()
             return result
 
-    def create(self, container_id: str, bundle: str, console: socket.socket | None) -> int:
+    def first_process(self) -> None:
+        """None: the binary starts its own."""
+        return None
+
+    def create(self, container_id: str, bundle: str, console: socket.socket | None, first: Any = None) -> int:
         """``create`` hands our stdio to the container, so it must not be captured: errors come from the
         runtime's JSON log instead."""
         os.makedirs(self.root, mode=0o700, exist_ok=True)
