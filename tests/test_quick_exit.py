@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 
-
 BUFFERED = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # output stays in the buffers
 
 
