@@ -19,9 +19,7 @@ itself spends about 9 ms of CPU on ``docker ps``, so its ratio moves by about 1%
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -32,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import containers as bench  # bench/containers.py: engines, cleanup and timing helpers
+from private_dockerd import terminate
 
 
 class Service:
@@ -51,13 +50,7 @@ class Service:
             time.sleep(0.1)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        terminate(self.proc, 20)
         self.log.close()
 
 

@@ -38,12 +38,19 @@ class PrivateDockerd:
             time.sleep(0.3)
 
     def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        terminate(self.proc, 30, group=True)
         self.log.close()
+
+
+def terminate(proc: subprocess.Popen, timeout: float, *, group: bool = False) -> None:  # type: ignore[type-arg]
+    """SIGTERM to ``proc`` (or its process group), SIGKILL after ``timeout``; reaped. Also for the benchmarks'
+    other daemons (``sampan system service`` in ``bench/api.py``)."""
+    kill = os.killpg if group else os.kill
+    with contextlib.suppress(OSError):
+        kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            kill(proc.pid, signal.SIGKILL)
+        proc.wait()

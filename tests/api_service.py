@@ -3,9 +3,7 @@ and at the end stopped by its pid, its containers, mounts and networks removed a
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import SAMPAN, Sampan, remove_containers, remove_networks
+from processes import stop
 
 
 @contextmanager
@@ -37,12 +36,7 @@ def running_service(base: Path, service_args: list[str], answers: Callable[[], b
                     time.sleep(0.1)
                 yield runner
             finally:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                stop(proc, 20)
     finally:
         try:
             remove_containers(runner)

@@ -15,7 +15,6 @@ import io
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tarfile
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Self
 
 import pytest
+from processes import stop
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 USER, PASSWORD = "tester", "s3cret-pw"
@@ -287,13 +287,7 @@ def run_registry(base: Path, *, tls: Certs | None = None, htpasswd: bool = False
                 time.sleep(0.05)
         yield registry
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc, 10)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

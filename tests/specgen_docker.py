@@ -14,13 +14,14 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from processes import stop
 
 _WRAPPER = """#!/bin/sh
 # Save the bundle's config.json on "create", then fail it; everything else goes to runc.
@@ -145,12 +146,7 @@ class CaptureDocker:
 
     def close(self) -> None:
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+            stop(self.proc, 30, group=True)
         self._log.close()
         for mountpoint in self._mounts_below():  # overlays, shm, dockerd's bind of the host netns
             subprocess.run(["umount", mountpoint], capture_output=True, check=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from api_service import running_service
 from conftest import Sampan
+from http_get import http_get
 
 pytestmark = pytest.mark.skipif(shutil.which("docker") is None, reason="the docker CLI is not installed")
 
@@ -356,20 +357,6 @@ def test_cli_and_api_see_the_same_containers(service: Service) -> None:
 _HTTPD = "mkdir -p /www && echo hello-$(hostname) > /www/index.html && httpd -f -p 80 -h /www"
 
 
-def _host_get(port: int, host: str = "127.0.0.1") -> bytes:
-    for _ in range(50):
-        try:
-            with socket.create_connection((host, port), timeout=2) as s:
-                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
-                data = b""
-                while chunk := s.recv(65536):
-                    data += chunk
-                return data
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"nothing answers on {host}:{port}")
-
-
 def _wget(service: Service, network: str, url: str) -> str:
     for _ in range(50):
         proc = service.docker("run", "--rm", "--network", network, "busybox", "wget", "-qO-", url, check=False)
@@ -425,7 +412,7 @@ def test_published_port(service: Service) -> None:
                       _HTTPD).strip()
     host, _, port = service.out("port", "pubweb", "80").strip().partition(":")
     assert host == "127.0.0.1" and int(port) > 0
-    reply = _host_get(int(port))
+    reply = http_get("127.0.0.1", int(port))
     assert reply.startswith(b"HTTP/1.") and b"hello-" + cid[:12].encode() in reply
     assert service.out("ps", "--format", "{{.Ports}}", "--filter", "name=pubweb").strip() == \
         f"127.0.0.1:{port}->80/tcp"

@@ -623,7 +623,11 @@ def logs(engine: Engine, a: Namespace) -> None:
 def exec_(engine: Engine, a: Namespace) -> int:
     if not a.command:
         raise InvalidArgument("exec requires at least 2 arguments")
-    first = _first_process(a.interactive)
+    # the built-in runtime's first process, forked now: its interpreter starts (~13 ms) while this process imports
+    # the engine's exec, finds the container and builds the process spec (see sampan.runtime.first_process)
+    from sampan.runtime.first_process import InitProcess
+
+    first = InitProcess(null_stdin=not a.interactive)
     try:
         from sampan.engine.containers.execute import ExecOptions, exec_in
 
@@ -632,24 +636,6 @@ def exec_(engine: Engine, a: Namespace) -> int:
             workdir=a.workdir, privileged=a.privileged), first=first)
     finally:
         first.abandon()
-
-
-def _first_process(interactive: bool) -> Any:
-    """The built-in runtime's first process for the exec, forked now: its interpreter starts (~13 ms) while this
-    process imports the engine's exec, finds the container and builds the process spec (see
-    ``sampan.runtime.first_process``). Its stdin is what the exec's is: /dev/null unless ``-i``."""
-    from sampan.runtime.first_process import InitProcess
-
-    if interactive:
-        return InitProcess()
-    saved, null = os.dup(0), os.open(os.devnull, os.O_RDONLY)
-    try:
-        os.dup2(null, 0)
-        return InitProcess()
-    finally:
-        os.dup2(saved, 0)
-        os.close(saved)
-        os.close(null)
 
 
 @command("Attach local standard input, output, and error streams to a running container",

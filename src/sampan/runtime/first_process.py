@@ -27,12 +27,13 @@ class InitProcess:
     """The forked, re-executed process; ``send_plan`` starts it, ``reap`` waits for it after it has forked the
     container's process, ``abandon`` ends it if the runtime fails first."""
 
-    def __init__(self, preserve_fds: int = 0) -> None:
+    def __init__(self, preserve_fds: int = 0, *, null_stdin: bool = False) -> None:
+        """``null_stdin``: the container's process reads /dev/null, not this process's stdin."""
         self.channel, child = Channel.pair()
         self.pid = os.fork()
         if self.pid == 0:
             self.channel.close()
-            _reexec(child, preserve_fds)
+            _reexec(child, preserve_fds, null_stdin)
         child.close()
         self._primed = _thread.allocate_lock()
         self._primed.acquire()
@@ -63,10 +64,15 @@ class InitProcess:
         self.reap()
 
 
-def _reexec(channel: Channel, preserve_fds: int) -> None:
+def _reexec(channel: Channel, preserve_fds: int, null_stdin: bool) -> None:
     """The forked child, still the runtime's image: keep only stdio, the channel and the preserved fds, then
     become a fresh interpreter from a read-only view of itself. Never returns."""
     try:
+        if null_stdin:
+            null = os.open(os.devnull, os.O_RDONLY)
+            if null != 0:  # 0 when stdin was closed: then it already is /dev/null
+                os.dup2(null, 0)
+                os.close(null)
         keep = {0, 1, 2, channel.fileno(), *range(3, 3 + preserve_fds)}
         _close_inherited(keep)
         for fd in keep - {0, 1, 2}:

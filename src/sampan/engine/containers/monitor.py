@@ -191,10 +191,7 @@ class _Stdio:
         stdin_r, self.stdin_w = os.pipe() if open_stdin else (os.open(os.devnull, os.O_RDONLY), -1)
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
-        self.theirs = [stdin_r, out_w, err_w]
-        for fd in (self.out_r, self.err_r, self.stdin_w):
-            if fd >= 0:
-                os.set_inheritable(fd, False)
+        self.theirs = [stdin_r, out_w, err_w]  # not inheritable (os.pipe's): ``around`` dups them onto 0, 1, 2
 
     def around(self, call: Any) -> Any:
         if self.tty:
@@ -214,7 +211,7 @@ class _Stdio:
             os.close(fd)
         self.theirs = []
 
-    def close_ours(self) -> None:
+    def close_all(self) -> None:
         """After a failed start: every end, ours and the container's."""
         self.close_theirs()
         if self.tty:
@@ -415,7 +412,7 @@ class Monitor:
         except BaseException:
             if first is not None:
                 first.abandon()
-            stdio.close_ours()
+            stdio.close_all()
             driver.delete(self.id)
             networks.teardown(self.engine, self.id)
             if root is not None:
