@@ -284,6 +284,19 @@ def test_exec_into_a_stopped_container_leaves_no_process(sampan: Sampan, busybox
     assert left == []
 
 
+def test_closed_standard_fds(sampan: Sampan, busybox: str) -> None:
+    """A caller that closed stdin (``<&-``) or stdout: the container's process reads /dev/null, nothing hangs."""
+    sampan("run", "-d", "--name", "fds", "busybox", "sleep", "1000")
+    for closed, command in ((0, ["exec", "fds", "sh", "-c", "readlink /proc/self/fd/0 >&2"]),
+                            (0, ["run", "--rm", "busybox", "sh", "-c", "readlink /proc/self/fd/0 >&2"]),
+                            (1, ["exec", "fds", "true"])):
+        proc = subprocess.run([SAMPAN, *command], env=sampan.env, stderr=subprocess.PIPE, timeout=60, check=False,
+                              preexec_fn=lambda fd=closed: os.close(fd))
+        assert proc.returncode == 0, (command, proc.stderr)
+        if closed == 0:
+            assert proc.stderr == b"/dev/null\n", (command, proc.stderr)
+
+
 def test_other_runtimes(sampan: Sampan, busybox: str) -> None:
     assert sampan("run", "--rm", "--runtime", "runc", "busybox", "echo", "via runc").stdout == "via runc\n"
     cid = sampan("run", "-d", "--runtime", "runc", "busybox", "sleep", "100").stdout.strip()

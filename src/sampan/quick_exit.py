@@ -23,11 +23,13 @@ def quick_exit(code: int) -> NoReturn:
     if threading is not None and threading.active_count() > 1:
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
+        if stream is None:  # Python found that fd closed at start
+            continue
         try:
             stream.flush()
         except BrokenPipeError:  # the reader went away: as the shell sees a killed writer
             code = code or 141
         except (OSError, ValueError):
             pass
-    atexit._run_exitfuncs()  # noqa: SLF001 - the handlers Python's own exit would run
+    atexit._run_exitfuncs()  # the handlers Python's own exit would run (private, but in every CPython)
     os._exit(code)

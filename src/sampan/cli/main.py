@@ -152,16 +152,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def entry() -> None:
     """The ``sampan`` command: ``main`` with the collector off until the command runs (see
-    ``_collect_from_now_on``), then out without the interpreter's teardown (see ``quick_exit``)."""
+    ``_collect_from_now_on``), then out without the interpreter's teardown (see ``quick_exit``). A standard fd
+    the caller closed (``<&-``) is opened on /dev/null first: otherwise the next file or socket the command opens
+    takes its number, and whatever is started on "stdin" (a container's process) would get that instead."""
     import gc
 
     from sampan.quick_exit import quick_exit
 
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
     gc.disable()
     quick_exit(main())
+
+
+if __name__ == "__main__":
+    entry()
