@@ -48,6 +48,10 @@ class Channel:
         os.set_inheritable(self.sock.fileno(), True)
         return self.sock.fileno()
 
+    def detach(self) -> int:
+        """Give up this end's fd, to be taken over by ``from_fd`` in the same process."""
+        return self.sock.detach()
+
     def close(self) -> None:
         self.sock.close()
 

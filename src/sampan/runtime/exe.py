@@ -10,6 +10,9 @@ so the new interpreter's start overlaps with the runtime's cgroup set-up instead
 
 The new interpreter runs isolated (``-I``: no environment variables, no user site) and without ``site``
 (``-S``): it imports only the init code, from the directory this package was loaded from.
+
+A process that already runs from a read-only file (``exe_is_readonly``: the monitor host execs itself this way,
+so its workers and monitors do too) needs no new interpreter: its forked child is as safe and enters at once.
 """
 
 from __future__ import annotations
@@ -27,8 +30,26 @@ _PASSED_ENV = ("SAMPAN_RUNC_DEBUG",)
 
 def exec_init(channel_fd: int) -> None:
     """Replace this (forked) process with a fresh interpreter running ``init.boot``; returns only on failure."""
+    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
+    exec_readonly(["-I", "-S", "-B", "-c", _BOOT, package_parent(), str(channel_fd)], env)
+
+
+def exec_readonly(args: list[str], env: dict[str, str]) -> None:
+    """Replace this process with the interpreter, run from a detached read-only bind of itself, with ``args``;
+    returns only on failure."""
     fd = sys_.open_tree(os.path.realpath("/proc/self/exe"))
     sys_.mount_setattr(fd, sys_.MOUNT_ATTR_RDONLY, 0, recursive=False)
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(sampan.__file__)))
-    env = {name: os.environ[name] for name in _PASSED_ENV if name in os.environ}
-    sys_.execveat(fd, [sys.executable, "-I", "-S", "-B", "-c", _BOOT, package_parent, str(channel_fd)], env)
+    sys_.execveat(fd, [sys.executable, *args], env)
+
+
+def exe_is_readonly() -> bool:
+    """Whether this process's executable is on a read-only mount, as after ``exec_readonly``."""
+    try:
+        return bool(os.statvfs("/proc/self/exe").f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def package_parent() -> str:
+    """The directory the sampan package was loaded from: what a fresh ``-I -S`` interpreter must import it from."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(sampan.__file__)))

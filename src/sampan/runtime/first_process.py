@@ -3,9 +3,13 @@
 Its start is the slowest part of ``create``: a fresh interpreter, executed from a read-only view of itself (see
 ``exe``), that imports the init code. So the runtime forks it as soon as the command line says a container process
 will be needed, and does its own work (imports, the spec, the cgroup) meanwhile; the process waits for the plan
-(``InitPlan``) on its channel. On cgroup v1 the first migration into a cgroup waits for an RCU grace period of the
-cgroup threadgroup lock (~10 ms here) unless another migration has just happened, so the runtime also starts one at
-once: a no-op migration of itself into its own cgroup, on a thread, which the real one later rides on.
+(``InitPlan``) on its channel. A runtime that already runs from a read-only interpreter (the monitor host's
+monitors and workers) needs no new one: the forked process goes on as the init at once.
+
+The first migration into a cgroup waits for an RCU grace period of the kernel's cgroup threadgroup lock (~8-16 ms
+here) unless another migration has just happened, so the runtime also starts one at once: a no-op migration of
+itself into its own cgroup, on a thread, which the real one later rides on (``migrate_to_own_cgroup``; the
+monitor host's forking child starts one even earlier).
 
 This module imports only what that needs, so the CLI can start the process before importing the rest.
 """
@@ -66,7 +70,8 @@ class InitProcess:
 
 def _reexec(channel: Channel, preserve_fds: int, null_stdin: bool) -> None:
     """The forked child, still the runtime's image: keep only stdio, the channel and the preserved fds, then
-    become a fresh interpreter from a read-only view of itself. Never returns."""
+    become a fresh interpreter from a read-only view of itself, or, when the runtime already runs from one
+    (``exe.exe_is_readonly``), go on as the init at once. Never returns."""
     try:
         if null_stdin:
             null = os.open(os.devnull, os.O_RDONLY)
@@ -75,11 +80,15 @@ def _reexec(channel: Channel, preserve_fds: int, null_stdin: bool) -> None:
                 os.close(null)
         keep = {0, 1, 2, channel.fileno(), *range(3, 3 + preserve_fds)}
         _close_inherited(keep)
+        from sampan.runtime import exe
+
+        if exe.exe_is_readonly():
+            from sampan.runtime.init import boot
+
+            boot(channel.detach())
         for fd in keep - {0, 1, 2}:
             os.set_inheritable(fd, True)
-        from sampan.runtime.exe import exec_init
-
-        exec_init(channel.inheritable())
+        exe.exec_init(channel.inheritable())
     except BaseException as exc:  # noqa: BLE001 - report and die: never return into the runtime's code
         channel.fail(exc)
     os._exit(1)
@@ -98,6 +107,13 @@ def _close_inherited(keep: set[int]) -> None:
 
 
 def _migrate_to_own_cgroup(done: _thread.LockType) -> None:
+    try:
+        migrate_to_own_cgroup()
+    finally:
+        done.release()
+
+
+def migrate_to_own_cgroup() -> None:
     """Write this process into the cgroup it is already in (the first hierarchy /proc/self/cgroup names): nothing
     moves, but the kernel takes the threadgroup lock for writing, paying the grace period now. Failures (a
     read-only cgroupfs, an unusual hierarchy) only mean the real migration pays it instead."""
@@ -110,5 +126,3 @@ def _migrate_to_own_cgroup(done: _thread.LockType) -> None:
             f.write(str(os.getpid()))
     except (OSError, ValueError):
         pass
-    finally:
-        done.release()
