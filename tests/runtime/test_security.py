@@ -398,6 +398,33 @@ def test_cve_2019_5736_exec_race_on_proc_pid_exe(runtime: Runner, exe_probes: di
         assert not seen_runtime, "the container opened the runtime's /proc/PID/exe: the helper is dumpable"
 
 
+@pytest.mark.parametrize("verb", ["run", "exec"])
+def test_cve_2019_5736_engine_warm(sampan: Any, busybox: str, exe_probes: dict[str, Path], tmp_path: Path,
+                                   verb: str) -> None:
+    """The same attack through the engine once its monitor host runs: a warm ``run`` or ``exec`` forks the
+    container's init from the host without a new interpreter, which is safe only because the host itself runs
+    from a read-only view of the interpreter (``sampan.runtime.exe``). The probe must find it read-only."""
+    sampan("run", "--rm", "--network", "none", "busybox", "true")  # launches the host (and waits for it)
+    assert (sampan.runroot / "monitor-host.sock").exists()
+    evil, report = tmp_path / "evil", tmp_path / "exe-probe"
+    evil.write_text("#!/proc/self/exe\n")
+    evil.chmod(0o755)
+    report.touch()
+    mounts = ("-v", f"{exe_probes['probe']}:/lib64/ld-linux-x86-64.so.2:ro", "-v", f"{evil}:/evil:ro",
+              "-v", f"{report}:/exe-probe")
+    before = {path: sha256(path) for path in runtime_binaries().values()}
+    if verb == "run":
+        sampan("run", "--rm", "--network", "none", *mounts, "busybox", "/evil", check=False)
+    else:
+        cid = sampan("run", "-d", "--network", "none", *mounts, "busybox", "sleep", "1000").stdout.strip()
+        sampan("exec", cid, "/evil", check=False)
+    reports = _exe_reports(report)
+    assert reports, "the probe never ran"
+    assert {path: sha256(path) for path in before} == before
+    assert not _writable_host_binaries(reports), _writable_host_binaries(reports)
+    assert all(flags & ST_RDONLY for _, _, flags, _ in reports), reports
+
+
 # ---------------------------------------------------------------------------------------------- CVE-2021-30465
 
 

@@ -99,21 +99,21 @@ def _tls_context(tlsverify: bool, cacert: str, cert: str, key: str) -> ssl.SSLCo
 
 
 def _prestart_monitor_host(root: str, runroot: str) -> None:
-    """Have the monitor host running before the service has threads, so that it is not forked from a
-    multi-threaded process (the engine starts one on the first start otherwise)."""
+    """Have the monitor host running before the first start, serving the CLI's warm commands as well (a host
+    launched by the CLI would, and the service's pings keep this one alive)."""
     from sampan.engine.containers import monitor_host
     from sampan.engine.context import Engine
 
     try:
         with Engine(root, runroot, check=False) as engine:
-            monitor_host._start(engine)
+            monitor_host.offer("command", "sampan.cli.warm")
+            monitor_host.ensure(engine)
     except Exception as e:  # noqa: BLE001 - an optimisation only
         print(f"sampan service: no monitor host ({type(e).__name__}: {e})", file=sys.stderr)
 
 
 async def _keep_monitor_host(root: str, runroot: str) -> None:
-    """Ping the monitor host now and then: it exits when idle, and a host forked later would be forked from
-    this multi-threaded process."""
+    """Ping the monitor host now and then: it exits when idle, and the next start would wait for a new one."""
     from pathlib import Path
 
     from sampan.engine.containers import monitor_host

@@ -88,7 +88,7 @@ def run(argv: list[str]) -> int:
         return 0
     from importlib import import_module
 
-    from sampan.cli import registry
+    from sampan.cli import registry, warm
     from sampan.cli.command import build_parser
 
     found = registry.find(rest)
@@ -109,6 +109,8 @@ def run(argv: list[str]) -> int:
         from sampan.engine.context import Engine
 
         engine = Engine(opts.root, opts.runroot)
+    if name.removeprefix("container ") in warm.COMMANDS:
+        warm.offer()  # a monitor host this command starts runs the next ones warm
     try:
         return cmd.run(engine, namespace) or 0
     finally:
@@ -156,7 +158,8 @@ def entry() -> None:
     """The ``sampan`` command: ``main`` with the collector off until the command runs (see
     ``_collect_from_now_on``), then out without the interpreter's teardown (see ``quick_exit``). A standard fd
     the caller closed (``<&-``) is opened on /dev/null first: otherwise the next file or socket the command opens
-    takes its number, and whatever is started on "stdin" (a container's process) would get that instead."""
+    takes its number, and whatever is started on "stdin" (a container's process) would get that instead. A
+    ``run`` or an ``exec`` goes to a warm worker when the run-time root has one (``sampan.cli.warm``)."""
     import gc
 
     from sampan.quick_exit import quick_exit
@@ -167,7 +170,10 @@ def entry() -> None:
         except OSError:
             os.open(os.devnull, os.O_RDWR)  # the lowest free number: this one
     gc.disable()
-    quick_exit(main())
+    from sampan.cli.warm import hand_over
+
+    code = hand_over(sys.argv[1:])
+    quick_exit(main() if code is None else code)
 
 
 if __name__ == "__main__":

@@ -7,48 +7,60 @@ every other monitor, and pays only for what it writes itself: about 1-2 MB. It a
 imported, and the default seccomp filter is already compiled.
 
 The host is an optimisation, never a dependency: ``spawn`` falls back to forking the monitor itself when no host
-can be reached or started. One host serves one run-time root; the first ``start`` that finds none forks one
-from itself (no exec). It exits after ``IDLE_EXIT_S`` without requests, when its socket is removed (the
-run-time root was cleared), or when a client runs different sampan code (an upgrade); the monitors it forked
-are double-forked and do not depend on it. A request carries the status pipe and the attached client socket
-(SCM_RIGHTS) and the caller's PATH; the monitor then reports to the caller exactly as a directly forked one.
+can be reached or started. One host serves one run-time root. The first ``start`` that finds none launches one
+(``launch``) and waits for it to listen (about 0.2 s, once): the host is a fresh interpreter, executed from a
+read-only view of itself (``sampan.runtime.exe``), so the processes forked from it (monitors, workers) can fork
+a container's init without a new interpreter and stay safe from CVE-2019-5736. A lock (a POSIX lock on
+``monitor-host.lock``, which forked children do not inherit) keeps it to one host per run-time root. The host
+exits after ``IDLE_EXIT_S`` without requests, when its socket is removed (the run-time root was cleared), or when
+a client runs different sampan code (an upgrade); the monitors it forked are double-forked and do not depend on
+it. A request carries the status pipe and the attached client socket (SCM_RIGHTS) and the caller's PATH; the
+monitor then reports to the caller exactly as a directly forked one.
+
+A front end can have the hosts that its process launches serve more (``offer``): the CLI has them run whole
+commands in a forked worker (``sampan.cli.warm``), so a ``run`` or an ``exec`` starts warm instead of importing
+the engine. Such a request is answered only for a peer of this host's user and code; the worker gets the
+connection and the request's fds, and the host goes on at once.
 """
 
 from __future__ import annotations
 
 import array
+import fcntl
 import json
+import marshal
 import os
 import select
 import socket
+import struct
 import sys
 import time
 from typing import Any
 
+from sampan.code_identity import identity as fingerprint
 from sampan.engine.context import Engine
 from sampan.monitor.protocol import socket_name
-from sampan.store.locks import FileLock
 
 IDLE_EXIT_S = 120.0
 _SOCKET = "monitor-host.sock"
 _PIDFILE = "monitor-host.pid"
+_LOCKFILE = "monitor-host.lock"
 _CONNECT_TIMEOUT_S = 10.0
-_FINGERPRINT_DIRS = ("engine", "engine/containers", "runtime", "runtime/cgroups", "monitor", "store", "_linux",
-                     "procview", "network")
+_READY_TIMEOUT_S = 5.0
+SERVICE_REQUEST = b"M"  # a service request: this byte, its length (4 bytes, big-endian), then marshal data
+_MAX_FDS = 8
+# the launched interpreter: argv[1] its sys.path (JSON), then main's arguments
+_BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
+         "from sampan.engine.containers.monitor_host import main; main(sys.argv[2:])")
+
+_SERVICES: dict[str, str] = {}  # kind -> module (with serve(conn, request, fds) and warm_up())
 
 
-def fingerprint() -> str:
-    """The running code, to refuse serving a client of another version (mtimes of the modules a monitor runs)."""
-    import sampan
-
-    base = os.path.dirname(sampan.__file__)
-    newest = 0
-    for sub in _FINGERPRINT_DIRS:
-        with os.scandir(os.path.join(base, sub)) as entries:
-            for entry in entries:
-                if entry.name.endswith(".py"):
-                    newest = max(newest, entry.stat().st_mtime_ns)
-    return f"{sampan.__version__}:{newest}"
+def offer(kind: str, module: str) -> None:
+    """Have the hosts this process launches also serve ``kind`` requests with ``module``: its ``warm_up()`` runs
+    once in the host (what it imports is shared by every worker); its ``serve(connection, request, fds)`` runs in
+    a worker forked for each request, owns the connection and the fds, and must not return."""
+    _SERVICES[kind] = module
 
 
 def _paths(engine: Engine) -> tuple[str, str]:
@@ -66,16 +78,10 @@ def request(engine: Engine, container_id: str, status_w: int, client: socket.soc
                           "id": container_id, "attach": attach, "client": client is not None,
                           "fingerprint": fingerprint(), "path": os.environ.get("PATH", "")}).encode()
     fds = [status_w] + ([client.fileno()] if client is not None else [])
-    for _ in range(2):
+    reply = _send(path, message, fds)
+    if reply is None and ensure(engine):
         reply = _send(path, message, fds)
-        if reply == b"ok":
-            return True
-        if reply in (None, b"stale"):
-            if not _start(engine):
-                return False
-            continue
-        return False
-    return False
+    return reply == b"ok"
 
 
 def fork_procview(engine: Engine, mountpoint: str) -> bool:
@@ -100,34 +106,95 @@ def _send(path: str, message: bytes, fds: list[int]) -> bytes | None:
         sock.close()
 
 
-def _start(engine: Engine) -> bool:
-    """Fork a host from this process (one at a time per run-time root); True once it listens."""
-    with FileLock(engine.layout.locks, "monitor-host"):
-        path, _ = _paths(engine)
+def ensure(engine: Engine) -> bool:
+    """Launch a host unless one is running or starting, and wait (up to ``_READY_TIMEOUT_S``) until one
+    listens; True once it does."""
+    path, _ = _paths(engine)
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    if not _alive(engine):
+        ready = launch(engine)
+        with os.fdopen(ready, "rb") as f:
+            if select.select([f], [], [], _READY_TIMEOUT_S)[0] and f.read() == b"ready":
+                return True
+    while time.monotonic() < deadline:  # another process's host is starting (or ours lost the lock to it)
         if _send(path, b"{}", []) == b"ping":
             return True
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
-        engine.db.close()  # never shared with a forked child
-        sys.stdout.flush()
-        sys.stderr.flush()
-        first = os.fork()
-        if first == 0:  # pragma: no cover - the forked host
-            code = 1
-            try:
-                os.close(ready_r)
-                os.setsid()
-                if os.fork() == 0:
-                    _serve(engine, ready_w)
-                code = 0
-            finally:
-                os._exit(code)
-        os.close(ready_w)
-        os.waitpid(first, 0)
-        with os.fdopen(ready_r, "rb") as f:
-            return f.read() == b"ready"
+        if not _alive(engine):
+            return False  # it failed to start, or exited
+        time.sleep(0.01)
+    return False
+
+
+def _alive(engine: Engine) -> bool:
+    """Whether a host holds this run-time root's lock (it takes it first thing, and holds it for life)."""
+    try:
+        fd = os.open(engine.layout.runroot / _LOCKFILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # a POSIX lock goes with any close of the file by this process
+
+
+def launch(engine: Engine) -> int:
+    """Start a host in the background: double-forked, its own session, stdio on /dev/null, executed from a
+    read-only view of the interpreter (``exe.exec_readonly``; a plain exec where that is not possible). Returns
+    a pipe's read end, where the host writes "ready" once it listens (EOF if it exits first)."""
+    from sampan.runtime import exe
+
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    args = ["-I", "-S", "-B", "-c", _BOOT, json.dumps([exe.package_parent(), *sys.path]),
+            str(engine.layout.root), str(engine.layout.runroot), json.dumps(_SERVICES), "3"]
+    env = dict(os.environ)
+    engine.db.close()  # never shared with a forked child
+    sys.stdout.flush()
+    sys.stderr.flush()
+    first = os.fork()
+    if first == 0:  # pragma: no cover - the forked launcher
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                os.dup2(ready_w, 3)
+                os.set_inheritable(3, True)  # dup2 onto itself would keep close-on-exec
+                os.closerange(4, 1 << 16)
+                os.chdir("/")
+                try:
+                    exe.exec_readonly(args, env)
+                except OSError:
+                    os.execve(sys.executable, [sys.executable, *args], env)
+        finally:
+            os._exit(0)
+    os.close(ready_w)
+    os.waitpid(first, 0)
+    return ready_r
 
 
 # ---------------------------------------------------------------------------------------------- the host
+
+
+def main(argv: list[str]) -> None:  # pragma: no cover - the launched host
+    """The launched host: take the run-time root's lock (or leave: another host has it), warm up, serve."""
+    root, runroot, services, ready = argv[0], argv[1], json.loads(argv[2]), int(argv[3])
+    os.set_inheritable(ready, False)
+    engine = Engine(root, runroot, check=False)
+    lock = os.open(engine.layout.runroot / _LOCKFILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    for _ in range(20):  # a stale host that was just told to exit still holds it for a moment
+        try:
+            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        os._exit(0)
+    _SERVICES.update(services)
+    _serve(engine, ready)
 
 
 def _warm() -> None:
@@ -146,7 +213,8 @@ def _warm() -> None:
                  "sampan.snapshot.snapshots", "sampan.units", "sampan.engine.networks", "sampan.network.netlink",
                  "sampan.network.firewall", "sampan.network.dns", "sampan.network.ports", "sampan.network.ipam",
                  "sampan.procview.syscalls", "sampan.procview.server", "mfusepy", "threading",
-                 "pyroute2"):
+                 "pyroute2", "sampan.runtime.exe", "sampan.runtime.first_process", "sampan.image.config",
+                 "sampan.engine.containers.options"):
         importlib.import_module(name)
     from sampan.engine.specgen import RunOptions, build_spec
     from sampan.runtime.container import compile_seccomp
@@ -162,6 +230,8 @@ def _warm() -> None:
             compile_seccomp({"linux": {"seccomp": notify}})
     except Exception:  # noqa: BLE001, S110 - only a warm-up: monitors compile what they need themselves
         pass
+    for module in _SERVICES.values():
+        importlib.import_module(module).warm_up()
 
 
 def _rehearse(scratch: str) -> None:
@@ -193,19 +263,11 @@ def _rehearse(scratch: str) -> None:
         os.unlink(log_path)
 
 
-def _serve(engine: Engine, ready_w: int) -> None:  # pragma: no cover - the forked host
+def _serve(engine: Engine, ready_fd: int) -> None:  # pragma: no cover - the launched host
     import gc
     import signal
 
-    from sampan.engine.containers.monitor import forget_inherited
-
     try:
-        forget_inherited(engine, {ready_w})
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(null, fd)
-        os.close(null)
-        os.chdir("/")
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
         _warm()
@@ -223,8 +285,8 @@ def _serve(engine: Engine, ready_w: int) -> None:  # pragma: no cover - the fork
         inode = os.stat(path).st_ino
         with open(pidfile, "w") as f:
             f.write(str(os.getpid()))
-        os.write(ready_w, b"ready")
-        os.close(ready_w)
+        os.write(ready_fd, b"ready")
+        os.close(ready_fd)
         gc.collect()
         gc.freeze()
         code = fingerprint()
@@ -270,10 +332,12 @@ def _handle(conn: socket.socket, code: str) -> bool:  # pragma: no cover - the f
     """Serve one request; False when the host must exit (a client of other code)."""
     conn.settimeout(_CONNECT_TIMEOUT_S)
     try:
-        data, fds, _, _ = socket.recv_fds(conn, 65536, 2)
+        data, fds, _, _ = socket.recv_fds(conn, 65536, _MAX_FDS)
     except OSError:
         return True
     try:
+        if data[:1] == SERVICE_REQUEST:
+            return _serve_service(conn, data, fds, code)
         message = json.loads(data or b"{}")
         if not message:
             conn.sendall(b"ping")
@@ -287,11 +351,41 @@ def _handle(conn: socket.socket, code: str) -> bool:  # pragma: no cover - the f
             _fork_monitor(message, fds)
         conn.sendall(b"ok")
         return True
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError, TypeError):
         return True
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _serve_service(conn: socket.socket, data: bytes, fds: list[int], code: str) -> bool:  # pragma: no cover
+    """A front end's request (see ``offer``): refused unless the peer runs as this host's user; "stale" (and the
+    host exits) when it runs other code; otherwise "ok" and a worker forked to serve it."""
+    (size,) = struct.unpack_from(">I", data, 1)
+    while len(data) < 5 + size:
+        more = conn.recv(65536)
+        if not more:
+            return True
+        data += more
+    request = marshal.loads(data[5:5 + size])
+    _, uid, _ = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    module = _SERVICES.get(request.get("service"))
+    if uid != os.geteuid() or module is None:
+        conn.sendall(b"no")
+        return True
+    if request.get("fingerprint") != code:
+        conn.sendall(b"stale")
+        return False
+    conn.sendall(b"ok")
+    if os.fork() == 0:
+        try:
+            conn.setblocking(True)
+            import importlib
+
+            importlib.import_module(module).serve(conn, request, fds)
+        finally:
+            os._exit(1)
+    return True
 
 
 def _fork_procview(mountpoint: str) -> None:  # pragma: no cover - forked
@@ -319,5 +413,10 @@ def _fork_monitor(message: dict[str, Any], fds: list[int]) -> None:  # pragma: n
             client = socket.socket(fileno=fds[1]) if message.get("client") and len(fds) > 1 else None
             _become_monitor(engine, message["id"], fds[0], client, message.get("attach"))
         code = 0
+        # the monitor will migrate its container's init into a cgroup: the kernel's grace period for that
+        # (``first_process``) is paid here, off its path, by this process that is about to exit anyway
+        from sampan.runtime.first_process import migrate_to_own_cgroup
+
+        migrate_to_own_cgroup()
     finally:
         os._exit(code)
