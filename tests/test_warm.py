@@ -154,3 +154,18 @@ def test_host_refuses_other_code_and_unknown_services(warm: Sampan) -> None:
     assert (proc.returncode, proc.stdout, cold) == (0, b"again\n", True)  # cold: it launched a new host
     assert _host_pid(warm) != host
     assert oct((warm.runroot / "monitor-host.sock").stat().st_mode & 0o777) == "0o600"
+
+
+def test_hung_host_runs_the_command_once_cold(warm: Sampan) -> None:
+    """A host that does not answer (stopped here) costs the command two seconds, then it runs cold; the request
+    the host reads later is never run, since the caller did not confirm it."""
+    host = _host_pid(warm)
+    os.kill(host, signal.SIGSTOP)
+    try:
+        proc, cold = _run(warm, "create", *NET, "busybox", "true", stdin=subprocess.DEVNULL)
+    finally:
+        os.kill(host, signal.SIGCONT)
+    assert (proc.returncode, cold) == (0, True), proc.stderr
+    assert _ping(warm) == b"ping"  # it has read the abandoned request by now
+    time.sleep(0.5)
+    assert warm("ps", "-aq", "--no-trunc").stdout.split() == [proc.stdout.decode().strip()]

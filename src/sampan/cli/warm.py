@@ -7,7 +7,9 @@ resource limits, working directory and standard streams (the fds themselves, SCM
 from the host, which runs the very same ``main`` as this process would, as if it were this process, and sends
 back the exit status. Meanwhile this process relays the signals it gets (the worker's code then acts on them as
 its own: ``run`` proxies them to the container) and, when the worker dies of one, dies of the same signal.
-If this process dies, its connection closes and the worker is killed, as the command would have been.
+If this process dies, its connection closes and the worker is killed, as the command would have been. The host's
+"ok" and this process's "go" commit the command to the worker: when no "ok" comes in time (a hung host), this
+process runs the command itself, and the worker, seeing no "go", never does.
 
 It is a cache, never a dependency: with no host listening, with one of other code (which then exits), or with
 ``SAMPAN_WARM=0``, the command runs here, cold, as before. The host exists once a container was started from
@@ -37,6 +39,8 @@ _DEFAULT_RUNROOT = "/run/sampan"  # store.layout's default, likewise
 _RELAYED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM")
 _EXIT = b"X"  # worker -> caller: the exit status, 4 bytes big-endian signed; the last message
 _SIGNAL = b"S"  # caller -> worker: a signal's number, 1 byte
+_GO = b"G"  # caller -> worker, after the host's "ok": run the command
+_ANSWER_TIMEOUT_S = 2.0
 
 
 # --------------------------------------------------------------------------------------------- the caller
@@ -107,16 +111,23 @@ def _converse(sock: Any, argv: list[str], identity: str) -> int | None:
         "service": SERVICE, "fingerprint": identity, "argv": argv, "argv0": sys.argv[0], "env": dict(os.environ),
         "umask": umask, "rlimits": [(getattr(resource, name), resource.getrlimit(getattr(resource, name)))
                               for name in dir(resource) if name.startswith("RLIMIT_")]})
+    try:
+        sock.sendall(b"M" + len(request).to_bytes(4, "big") + request)
+    except OSError:
+        return None
+    sock.settimeout(_ANSWER_TIMEOUT_S)  # a host that hangs must not hang the command
+    if _recv_exactly(sock, 2) != b"ok":
+        return None  # refused, stale (that host now exits) or no answer: run it here
+    sock.settimeout(None)
+    # only now may the worker run it: a command given up on above never runs twice, and a hung host holds none
+    # of our fds (in flight, they would keep a pipe that our output goes to open)
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        sock.sendmsg([b"M", len(request).to_bytes(4, "big"), request],
-                     [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, bytes(_fd_array([0, 1, 2, cwd])))])
+        sock.sendmsg([_GO], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, bytes(_fd_array([0, 1, 2, cwd])))])
     except OSError:
         return None
     finally:
         os.close(cwd)
-    if _recv_exactly(sock, 2) != b"ok":
-        return None  # refused, or stale (that host now exits): run it here
     relayed = _relay_signals(sock)
     reply = _recv_exactly(sock, 5)
     if len(reply) == 5 and reply[:1] == _EXIT:
@@ -185,8 +196,14 @@ def warm_up() -> None:
         build_parser(f"sampan {name}", cmd).parse_args(args)
 
 
-def serve(conn: Any, request: dict[str, Any], fds: list[int]) -> NoReturn:  # pragma: no cover - forked worker
-    """The worker: become the caller, run its command, send the status back."""
+def serve(conn: Any, request: dict[str, Any], _fds: list[int]) -> NoReturn:  # pragma: no cover - forked worker
+    """The worker: take the caller's fds (sent with its "go"), become the caller, run its command, send the
+    status back."""
+    import socket
+
+    go, fds, _, _ = socket.recv_fds(conn, 1, 4)
+    if go != _GO:  # the caller gave up waiting for the host's "ok", and runs the command itself
+        os._exit(0)
     code = 125
     try:
         _become_caller(conn, request, fds)

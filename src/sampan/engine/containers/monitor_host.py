@@ -79,7 +79,7 @@ def request(engine: Engine, container_id: str, status_w: int, client: socket.soc
                           "fingerprint": fingerprint(), "path": os.environ.get("PATH", "")}).encode()
     fds = [status_w] + ([client.fileno()] if client is not None else [])
     reply = _send(path, message, fds)
-    if reply is None and ensure(engine):
+    if reply is None and ensure(engine):  # none listened (a host that took it and hung is not waited for again)
         reply = _send(path, message, fds)
     return reply == b"ok"
 
@@ -91,17 +91,22 @@ def fork_procview(engine: Engine, mountpoint: str) -> bool:
     return _send(path, json.dumps({"procview": mountpoint, "fingerprint": fingerprint()}).encode(), []) == b"ok"
 
 
-def _send(path: str, message: bytes, fds: list[int]) -> bytes | None:
+def _send(path: str, message: bytes, fds: list[int], timeout: float = _CONNECT_TIMEOUT_S) -> bytes | None:
+    """The host's answer; None when no host listens, b"" when one took the request but did not answer."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    sock.settimeout(_CONNECT_TIMEOUT_S)
+    sock.settimeout(timeout)
     try:
         with socket_name(path) as name:
             sock.connect(name)
+    except OSError:
+        sock.close()
+        return None
+    try:
         sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
         sock.shutdown(socket.SHUT_WR)
         return sock.recv(16)
     except OSError:
-        return None
+        return b""
     finally:
         sock.close()
 
@@ -117,7 +122,7 @@ def ensure(engine: Engine) -> bool:
             if select.select([f], [], [], _READY_TIMEOUT_S)[0] and f.read() == b"ready":
                 return True
     while time.monotonic() < deadline:  # another process's host is starting (or ours lost the lock to it)
-        if _send(path, b"{}", []) == b"ping":
+        if _send(path, b"{}", [], timeout=0.5) == b"ping":
             return True
         if not _alive(engine):
             return False  # it failed to start, or exited
