@@ -13,8 +13,19 @@ import os
 
 import sampan
 
+_identity: str | None = None
+
 
 def identity() -> str:
+    """Computed once per process: a long-lived one runs the code it loaded, whatever is on disk later (and the
+    workers and monitors a host forks inherit its value instead of scanning again)."""
+    global _identity
+    if _identity is None:
+        _identity = _scan()
+    return _identity
+
+
+def _scan() -> str:
     base = os.path.dirname(sampan.__file__)
     newest = 0
     pending = [base]

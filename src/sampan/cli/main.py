@@ -109,8 +109,8 @@ def run(argv: list[str]) -> int:
         from sampan.engine.context import Engine
 
         engine = Engine(opts.root, opts.runroot)
-    if name.removeprefix("container ") in warm.COMMANDS:
-        warm.offer()  # a monitor host this command starts runs the next ones warm
+    if name.removeprefix("container ") in warm.LAUNCHERS:
+        warm.offer()  # a monitor host this command launches runs the next commands warm
     try:
         return cmd.run(engine, namespace) or 0
     finally:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 SERVICE = "command"
 COMMANDS = frozenset({"run", "exec", "create", "start"})  # those whose cold start costs most, as `container X`
+LAUNCHERS = frozenset({"run", "start", "restart"})  # the commands that may launch a monitor host
 _SOCKET = "monitor-host.sock"  # monitor_host's name; that module is too heavy to import here
 _DEFAULT_RUNROOT = "/run/sampan"  # store.layout's default, likewise
 _RELAYED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGALRM")
@@ -89,7 +90,7 @@ def _connect(path: str) -> Any:
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     directory = -1
     try:
-        if len(os.fsencode(path)) >= 100:  # over sun_path's size: through the directory's fd
+        if len(os.fsencode(path)) >= 100:  # as monitor.protocol.socket_name (not imported: start-up cost)
             directory = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
             path = f"/proc/self/fd/{directory}/{os.path.basename(path)}"
         sock.connect(path)
