@@ -1,6 +1,6 @@
 """Container lifecycle, sampan vs Docker: run --rm, exec, a burst of detached runs, host memory per idle container.
 
-    .venv/bin/python bench/containers.py [--quick] [--runs N] [--batch N] [--idle N] [--many N] [--no-docker]
+    .venv/bin/python bench/containers.py [--quick] [--runs N] [--batch N] [--idle N] [--ksm] [--many N] [--no-docker]
 
 Targets (from the containers issue; the design's budget is tighter for run and exec, 0.2x and 0.4x):
 
@@ -15,6 +15,9 @@ Targets (from the containers issue; the design's budget is tighter for run and e
   monitor processes' own Pss/Private (``/proc/PID/smaps_rollup``) and Docker's shims' are shown to explain it,
   with an "accounted" cross-check (helper + container Pss, daemons' growth, unreclaimable kernel memory) that
   other activity on the host disturbs less: ``free``'s figure is host-wide, so quote it from a quiet machine.
+- ``--ksm``: the memory part again with the kernel's same-page merging running (``/sys/kernel/mm/ksm/run``,
+  restored afterwards; sampan never turns it on itself, but offers its monitors' memory to it), measured after
+  ksmd has scanned everything four more times. Without it, the memory part says whether the host runs ksmd.
 - ``--many N`` (off by default): start N idle sampan containers, check ``ps`` lists them all, remove them.
 
 Docker runs in the same invocation when ``dockerd`` is installed: a private dockerd on its own socket, data-root
@@ -41,6 +44,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import ksm  # bench/ksm.py
 from private_dockerd import DOCKER, PrivateDockerd  # bench/private_dockerd.py
 
 SAMPAN = str(Path(sys.executable).with_name("sampan"))
@@ -362,7 +366,7 @@ def tree_pss(roots: list[int]) -> int:
     return sum(smaps_rollup(pid).get("Pss", 0) for pid in pids)
 
 
-def idle_memory(e: Engine, count: int, settle: float) -> dict[str, float]:
+def idle_memory(e: Engine, count: int, settle: float, merging: bool) -> dict[str, float]:
     """Start ``count`` idle containers; per-container growth of used memory (kB), two ways, and helper sizes.
 
     1. ``free``'s used memory, before and after (host-wide, so anything else running on the host adds noise;
@@ -379,6 +383,8 @@ def idle_memory(e: Engine, count: int, settle: float) -> dict[str, float]:
     ids = [e("run", "-d", *NET, IMAGE, "sleep", "100000").strip() for _ in range(count)]
     started = time.perf_counter() - start
     time.sleep(settle)
+    if merging:
+        ksm.settle()
     running = len(e.ids(all_=False))
     used1, unavail1 = memory_sample()
     kernel1, daemons1 = kernel_kb(), sum(smaps_rollup(pid).get("Pss", 0) for pid in e.daemon_pids())
@@ -402,14 +408,15 @@ def idle_memory(e: Engine, count: int, settle: float) -> dict[str, float]:
     return out
 
 
-def part_memory(docker: Docker | None, count: int, settle: float) -> dict[str, float]:
-    print(f"== host memory per idle container ({count} x run -d {IMAGE} sleep 100000)")
+def part_memory(docker: Docker | None, count: int, settle: float, merging: bool = False) -> dict[str, float]:
+    state = ksm.describe(merging)
+    print(f"== host memory per idle container ({count} x run -d {IMAGE} sleep 100000; {state})")
     helper = {"sampan": "monitor", "docker": "containerd-shim"}
     per = {}
     with sampan_root("mem") as sampan:
         for e in [sampan, *([docker] if docker else [])]:
             try:
-                m = idle_memory(e, count, settle)
+                m = idle_memory(e, count, settle, merging)
             finally:
                 e.remove_all()
             per[e.name] = m["used"] / 1024
@@ -466,6 +473,8 @@ def main() -> int:
     parser.add_argument("--idle", type=int, help="idle containers for the memory part (default 100, quick 20)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds to let memory settle (default 3)")
     parser.add_argument("--many", type=int, default=0, metavar="N", help="also start N idle sampan containers")
+    parser.add_argument("--ksm", action="store_true",
+                        help="measure memory again with ksmd running (restored afterwards)")
     parser.add_argument("--no-docker", action="store_true", help="measure sampan only")
     parser.add_argument("--only", choices=("run", "exec", "batch", "memory", "many"), action="append",
                         help="run only these parts (repeatable)")
@@ -520,19 +529,25 @@ def main() -> int:
             part_fns.append(("batch", lambda: ratio_row(f"{batch} x run -d (total)", "s", part_batch(docker, batch),
                                                         0.25, scale=1 / 1000)))
 
-        def memory() -> None:
+        def memory(merging: bool) -> None:
             nonlocal missed
-            per = part_memory(docker, idle, args.settle)
+            if merging:
+                with ksm.ksm_running():
+                    per = part_memory(docker, idle, args.settle, merging=True)
+            else:
+                per = part_memory(docker, idle, args.settle)
             verdict = "PASS" if per["sampan"] <= 2.0 else "MISS"
             missed |= verdict == "MISS"
             d = per.get("docker")
-            summary.append((f"memory/idle container (N={idle})",
+            summary.append((f"memory/idle container (N={idle}{', KSM' if merging else ''})",
                             f"{per['sampan']:.2f} MB ({per['sampan accounted']:.2f})",
                             f"{d:.2f} MB ({per['docker accounted']:.2f})" if d is not None else "-",
                             (f"{per['sampan'] / d:.2f}x, " if d else "") + "<= 2 MB", verdict))
 
         if "memory" in parts:
-            part_fns.append(("memory", memory))
+            part_fns.append(("memory", lambda: memory(False)))
+            if args.ksm:
+                part_fns.append(("memory with KSM", lambda: memory(True)))
 
         def many() -> None:
             nonlocal missed

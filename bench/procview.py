@@ -1,6 +1,6 @@
 """The container-aware /proc view: read rate, memory and the time it adds to ``run``.
 
-    .venv/bin/python bench/procview.py [--reads N] [--runs N]
+    .venv/bin/python bench/procview.py [--reads N] [--runs N] [--many N] [--ksm]
 
 Targets (the monitoring issue):
 - reading /proc/meminfo in a loop inside a container: at least 5,000 reads per second. Measured by a process
@@ -12,7 +12,9 @@ Targets (the monitoring issue):
   forked by the monitor host, it shares the rest with the host and the monitors) plus, per container, what a
   monitor holds more with the view than without (the mean private memory of N monitors of each kind). The
   figure per container is (server + N * monitor difference) / N, printed for N = 1 and N = --many; Pss is
-  printed beside it;
+  printed beside it. With ``--ksm`` both are measured again with the kernel's same-page merging running
+  (``bench/ksm.py``): the server and the monitors are forked from the monitor host, whose memory is offered
+  to it;
 - at most 10 ms added to ``run``: medians of ``run --rm busybox true`` with ``--proc-view true`` and ``false``.
 """
 
@@ -27,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import ksm  # bench/ksm.py
 
 SAMPAN = os.path.join(os.path.dirname(sys.executable), "sampan")
 _CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio")
@@ -83,8 +87,9 @@ def monitors_kb(env: dict[str, str], names: list[str]) -> tuple[float, float]:
     return statistics.mean(f[0] for f in figures), statistics.mean(f[1] for f in figures)
 
 
-def memory(env: dict[str, str], mountpoint: str, count: int) -> str:
-    """The view's memory per container with ``count`` containers (see the module's docstring)."""
+def memory(env: dict[str, str], mountpoint: str, count: int, merging: bool = False) -> str:
+    """The view's memory per container with ``count`` containers (see the module's docstring); ``merging``:
+    measured once ksmd has settled (the caller runs it)."""
     from sampan.procview.server import server_pid
 
     names = {view: [f"m{view}{i}" for i in range(count)] for view in ("true", "false")}
@@ -93,13 +98,15 @@ def memory(env: dict[str, str], mountpoint: str, count: int) -> str:
             sampan(env, "run", "-d", "--network", "none", "--name", name, "-m", "64m", "--proc-view", view,
                    "busybox", "sleep", "1000")
     time.sleep(1)
+    if merging:
+        ksm.settle()
     server = server_pid(mountpoint)
     server_private, server_pss = memory_kb(server) if server else (0, 0)
     with_view, without = monitors_kb(env, names["true"]), monitors_kb(env, names["false"])
     per_private = (server_private + count * (with_view[0] - without[0])) / count / 1024
     per_pss = (server_pss + count * (with_view[1] - without[1])) / count / 1024
     sampan(env, "rm", "-f", *names["true"], *names["false"])
-    return (f"N={count}: {per_private:.2f} MB per container private ({per_pss:.2f} MB Pss): server "
+    return (f"N={count}{' (KSM)' if merging else ''}: {per_private:.2f} MB per container private ({per_pss:.2f} MB Pss): server "
             f"{server_private / 1024:.2f} MB private ({server_pss / 1024:.2f} Pss), monitor +"
             f"{(with_view[0] - without[0]) / 1024:.2f} MB private ({(with_view[1] - without[1]) / 1024:.2f} Pss) "
             f"(target <= 1 MB)  {'PASS' if per_private <= 1 else 'MISS'}")
@@ -110,6 +117,8 @@ def main() -> int:
     parser.add_argument("--reads", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--many", type=int, default=100, help="containers for the second memory figure")
+    parser.add_argument("--ksm", action="store_true",
+                        help="measure memory again with ksmd running (bench/ksm.py; restored afterwards)")
     a = parser.parse_args()
     base = tempfile.mkdtemp(prefix="pv")
     env = {**os.environ, "SAMPAN_ROOT": base + "/root", "SAMPAN_RUNROOT": base + "/run"}
@@ -120,6 +129,9 @@ def main() -> int:
         rate = read_rate(mountpoint, cid, a.reads)
         sampan(env, "rm", "-f", cid)
         memories = [memory(env, mountpoint, count) for count in (1, a.many)]
+        if a.ksm:
+            with ksm.ksm_running():
+                memories += [memory(env, mountpoint, count, merging=True) for count in (1, a.many)]
         times: dict[str, list[float]] = {"true": [], "false": []}
         for _ in range(a.runs):
             for view in ("true", "false"):

@@ -29,6 +29,9 @@ TIOCSWINSZ = 0x5414
 
 CLOSE_RANGE_CLOEXEC = 1 << 2
 
+# madvise(2) advice.
+MADV_MERGEABLE = 12
+
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_FILTER_FLAG_NEW_LISTENER = 1 << 3
 
@@ -99,6 +102,12 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     fn = libc().prctl
     fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     return check(fn(option, arg2, arg3, arg4, arg5))
+
+
+def madvise(address: int, length: int, advice: int) -> None:
+    fn = libc().madvise
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    check(fn(address, length, advice))
 
 
 def sethostname(name: str) -> None:
