@@ -256,19 +256,21 @@ class Monitor:
         started = self._in_child(lambda: self._start_child(status_w, restarting=False))
         os.close(status_w)
         restarts_in_a_row = 0
-        exit_code = None
+        exit_code = finished = None
         while started is not None and "pid" in started[0]:
             began = time.monotonic()
             status = self._pump(*started, listener)
-            ended = self._in_child(lambda code=status: ({"restart": self._on_exit(code)}, []))
+            ended = self._in_child(lambda code=status: self._exited(code))
             if ended is None or not ended[0]["restart"]:
+                finished = ended
                 break
             restarts_in_a_row = 0 if time.monotonic() - began > 10 else restarts_in_a_row + 1
             time.sleep(min(_RESTART_BACKOFF_MAX_S, 0.1 * (2 ** restarts_in_a_row)))
             started = self._in_child(lambda: self._start_child(-1, restarting=True))
         listener.close()
         os.close(self.run_dir_fd)
-        finished = self._in_child(lambda: ({"exit_code": self._finish()}, []))
+        if finished is None:  # it never ran, or the exit's child died
+            finished = self._in_child(lambda: ({"exit_code": self._finish()}, []))
         if finished is not None:
             exit_code = finished[0]["exit_code"]
         for client_ in self.clients:  # last: a foreground `run --rm` returns once the container is gone
@@ -571,6 +573,13 @@ class Monitor:
                     pass
 
     # ------------------------------------------------------------------------------------------ exit
+
+    def _exited(self, status: int) -> tuple[dict[str, Any], list[int]]:
+        """E: record the exit and, unless the policy restarts the container, finish too: one child rather than
+        two, since each costs a fork, a database connection and the page faults of running the same code."""
+        if self._on_exit(status):
+            return {"restart": True}, []
+        return {"restart": False, "exit_code": self._finish()}, []
 
     def _on_exit(self, status: int) -> bool:
         """Record the exit, release the runtime's and the root's resources; True when the policy restarts."""
