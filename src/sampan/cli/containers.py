@@ -93,11 +93,11 @@ _CREATE_ARGS = (
     arg("--platform", default="", help="Set platform if server is multi-platform capable"),
     arg("--proc-view", default="true", choices=["true", "false"],
         help="Show the container's limits in /proc/meminfo, cpuinfo, stat, uptime, loadavg, diskstats, swaps"),
+    arg("--rm", action="store_true", help="Automatically remove the container when it exits"),
 )
 
 _RUN_ARGS = (
     arg("-d", "--detach", action="store_true", help="Run container in background and print container ID"),
-    arg("--rm", action="store_true", help="Automatically remove the container when it exits"),
     arg("--sig-proxy", default="true", choices=["true", "false"], help="Proxy received signals to the process"),
     arg("--detach-keys", default="", help="Override the key sequence for detaching a container"),
 )
@@ -276,7 +276,7 @@ def _as_engine_error(e: SampanError) -> SampanError:
 @command("Create a new container", *_CREATE_ARGS)
 def create(engine: Engine, a: Namespace) -> None:
     try:
-        record = _create(engine, a, detach=True, auto_remove=False)
+        record = _create(engine, a, detach=True, auto_remove=a.rm)
     except SampanError as e:
         raise _as_engine_error(e) from None
     print(record.id)
