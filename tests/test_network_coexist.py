@@ -188,9 +188,10 @@ def _accepted(rules: list[str], table: str) -> dict[str, int]:
     return dict(Counter(line.split(f'--comment "{table}:')[1].split('"')[0] for line in _ours(rules, table)))
 
 
-def _wget(sampan, *args: str) -> tuple[int, str]:
-    """wget from a container to the outside server (busybox 1.35's wget -T crashes: timeout instead)."""
-    result = sampan(*args, "timeout", "3", "wget", "-qO-", f"http://{_OUTSIDE}:8000/", check=False)
+def _wget(sampan, *args: str, seconds: int = 15) -> tuple[int, str]:
+    """wget from a container to the outside server (busybox 1.35's wget -T crashes: timeout instead). Where it
+    must get through, it has long enough on a loaded machine; where it must be dropped, a short wait proves it."""
+    result = sampan(*args, "timeout", str(seconds), "wget", "-qO-", f"http://{_OUTSIDE}:8000/", check=False)
     return result.returncode, result.stdout
 
 
@@ -229,7 +230,7 @@ def test_forwarding_beside_dockers_iptables_rules(dockerd, namespaces, sampan, b
         namespaces.run("iptables-nft", "-X")
         dockerd.start()
         assert _filter_rules(namespaces) == docker_rules
-        assert _wget(sampan, "exec", "srv")[0] != 0
+        assert _wget(sampan, "exec", "srv", seconds=3)[0] != 0
         # ... until the next start of any container of the root adds every network's rules again
         sampan("run", "--rm", "--network", "other", "busybox", "true")
         every = _accepted(_filter_rules(namespaces), table)  # the default network's bridge was made meanwhile
