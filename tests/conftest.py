@@ -54,6 +54,15 @@ class Sampan:
             raise AssertionError(f"sampan {' '.join(args)} failed ({proc.returncode}): {result.stderr}")
         return result
 
+    def wait_for_monitor_host(self, timeout: float = 10.0) -> None:
+        """Until the root's monitor host answers: an attached start launches it but does not wait for it."""
+        from sampan.engine.containers import monitor_host
+
+        deadline = time.monotonic() + timeout
+        while monitor_host._send(str(self.runroot / "monitor-host.sock"), b"{}", [], timeout=0.5) != b"ping":
+            assert time.monotonic() < deadline, "the monitor host never listened"
+            time.sleep(0.02)
+
     def engine(self):
         from sampan.engine.context import Engine
 

@@ -31,9 +31,9 @@ def _host_pid(sampan: Sampan) -> int:
 
 @pytest.fixture
 def warm(sampan: Sampan, busybox: str) -> Sampan:
-    """A root whose monitor host listens (the first start launches it and waits for it)."""
+    """A root whose monitor host listens (the first start launches it)."""
     sampan("run", "--rm", *NET, "busybox", "true")
-    assert _ping(sampan) == b"ping"
+    sampan.wait_for_monitor_host()
     return sampan
 
 
@@ -95,6 +95,33 @@ def test_signals_reach_the_container(warm: Sampan) -> None:
         stop(proc, 5)
 
 
+def _monitor_command_line(sampan: Sampan, name: str) -> bytes:
+    pid = int(sampan("inspect", "-f", "{{.State.Pid}}", name).stdout)
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    return Path(f"/proc/{parent}/cmdline").read_bytes()
+
+
+def test_first_attached_run_does_not_wait_for_the_host(sampan: Sampan, busybox: str) -> None:
+    """With no host, an attached run forks its monitor itself and leaves the host it launched to start; a
+    detached run waits for the host, whose monitors share its memory."""
+    proc = subprocess.Popen([SAMPAN, "run", "--name", "first", *NET, "busybox", "sh", "-c", "echo up; sleep 30"],
+                            env=sampan.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"up\n"
+        assert b"monitor_host" not in _monitor_command_line(sampan, "first")  # forked by the `sampan` process
+        sampan.wait_for_monitor_host()
+    finally:
+        stop(proc, 5)
+    host = _host_pid(sampan)
+    os.kill(host, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _ping(sampan) is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sampan("run", "-d", "--name", "second", *NET, "busybox", "sleep", "30")
+    assert b"monitor_host" in _monitor_command_line(sampan, "second")  # forked by the host it waited for
+    sampan("rm", "-f", "first", "second")
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
@@ -152,6 +179,7 @@ def test_host_refuses_other_code_and_unknown_services(warm: Sampan) -> None:
     assert not os.path.exists(f"/proc/{host}") or "zombie" in Path(f"/proc/{host}/status").read_text()
     proc, cold = _run(warm, "run", "--rm", *NET, "busybox", "echo", "again", stdin=subprocess.DEVNULL)
     assert (proc.returncode, proc.stdout, cold) == (0, b"again\n", True)  # cold: it launched a new host
+    warm.wait_for_monitor_host()
     assert _host_pid(warm) != host
     assert oct((warm.runroot / "monitor-host.sock").stat().st_mode & 0o777) == "0o600"
 

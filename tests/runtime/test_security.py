@@ -404,8 +404,8 @@ def test_cve_2019_5736_engine_warm(sampan: Any, busybox: str, exe_probes: dict[s
     """The same attack through the engine once its monitor host runs: a warm ``run`` or ``exec`` forks the
     container's init from the host without a new interpreter, which is safe only because the host itself runs
     from a read-only view of the interpreter (``sampan.runtime.exe``). The probe must find it read-only."""
-    sampan("run", "--rm", "--network", "none", "busybox", "true")  # launches the host (and waits for it)
-    assert (sampan.runroot / "monitor-host.sock").exists()
+    sampan("run", "--rm", "--network", "none", "busybox", "true")  # launches the host
+    sampan.wait_for_monitor_host()
     evil, report = tmp_path / "evil", tmp_path / "exe-probe"
     evil.write_text("#!/proc/self/exe\n")
     evil.chmod(0o755)

@@ -110,7 +110,7 @@ def run(argv: list[str]) -> int:
 
         engine = Engine(opts.root, opts.runroot)
     if name.removeprefix("container ") in warm.LAUNCHERS:
-        warm.offer()  # a monitor host this command launches runs the next commands warm
+        warm.offer(engine)  # a monitor host this command launches runs the next commands warm
     try:
         return cmd.run(engine, namespace) or 0
     finally:

@@ -176,11 +176,13 @@ def _relay_signals(sock: Any) -> list[int]:
 # --------------------------------------------------------------------------------------------- the worker
 
 
-def offer() -> None:
-    """Have a monitor host that this process starts serve warm commands too."""
+def offer(engine: Any) -> None:
+    """Have a monitor host that this process starts serve warm commands too, and start one now when none
+    runs: this command will use it, and it starts while the command imports and creates."""
     from sampan.engine.containers import monitor_host
 
     monitor_host.offer(SERVICE, __name__)
+    monitor_host.launch_soon(engine)
 
 
 def warm_up() -> None:

@@ -8,10 +8,12 @@ which the kernel shares again where the host runs KSM (``page_merging``). It als
 imported, and the default seccomp filter is already compiled.
 
 The host is an optimisation, never a dependency: ``spawn`` falls back to forking the monitor itself when no host
-can be reached or started. One host serves one run-time root. The first ``start`` that finds none launches one
-(``launch``) and waits for it to listen (about 0.2 s, once): the host is a fresh interpreter, executed from a
-read-only view of itself (``sampan.runtime.exe``), so the processes forked from it (monitors, workers) can fork
-a container's init without a new interpreter and stay safe from CVE-2019-5736. A lock (a POSIX lock on
+can be reached or started. One host serves one run-time root. A command that will start a container launches
+one first thing when none runs (``launch_soon``); a detached start then waits for it to listen (about 0.2 s,
+once), an attached one forks its monitor itself rather than wait (``request``). The host is a fresh
+interpreter, executed from a read-only view of itself (``sampan.runtime.exe``), so the processes forked from it
+(monitors, workers) can fork a container's init without a new interpreter and stay safe from CVE-2019-5736. A
+lock (a POSIX lock on
 ``monitor-host.lock``, which forked children do not inherit) keeps it to one host per run-time root. The host
 exits after ``IDLE_EXIT_S`` without requests, when its socket is removed (the run-time root was cleared), or when
 a client runs different sampan code (an upgrade); the monitors it forked are double-forked and do not depend on
@@ -56,6 +58,7 @@ _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
          "from sampan.engine.containers.monitor_host import main; main(sys.argv[2:])")
 
 _SERVICES: dict[str, str] = {}  # kind -> module (with serve(conn, request, fds) and warm_up())
+_LAUNCHED: set[str] = set()  # the run-time roots whose host this process launched without waiting
 
 
 def offer(kind: str, module: str) -> None:
@@ -73,17 +76,33 @@ def _paths(engine: Engine) -> tuple[str, str]:
 
 
 def request(engine: Engine, container_id: str, status_w: int, client: socket.socket | None,
-            attach: dict[str, Any] | None) -> bool:
-    """Have the host fork the monitor; False when no host could be used (the caller forks it instead)."""
+            attach: dict[str, Any] | None, *, wait: bool = True) -> bool:
+    """Have the host fork the monitor; False when no host could be used (the caller forks it instead). When
+    none listens, one is launched; without ``wait`` it is left to start for the commands that follow, and this
+    one does not wait the ~0.2 s it takes."""
     path, _ = _paths(engine)
     message = json.dumps({"root": str(engine.layout.root), "runroot": str(engine.layout.runroot),
                           "id": container_id, "attach": attach, "client": client is not None,
                           "fingerprint": fingerprint(), "path": os.environ.get("PATH", "")}).encode()
     fds = [status_w] + ([client.fileno()] if client is not None else [])
     reply = _send(path, message, fds)
-    if reply is None and ensure(engine):  # none listened (a host that took it and hung is not waited for again)
-        reply = _send(path, message, fds)
+    if reply is None:  # none listened (a host that took it and hung is not waited for again)
+        if not wait:
+            launch_soon(engine)
+            return False
+        if ensure(engine):
+            reply = _send(path, message, fds)
     return reply == b"ok"
+
+
+def launch_soon(engine: Engine) -> None:
+    """Launch a host unless one runs, without waiting for it: the commands that will need one call this first
+    thing, so that it listens sooner (it takes ~0.2 s to start). Once per process: until the new interpreter
+    takes the lock, nothing shows that it runs."""
+    runroot = str(engine.layout.runroot)
+    if runroot not in _LAUNCHED and not _alive(engine):
+        _LAUNCHED.add(runroot)
+        os.close(launch(engine))  # it tells no one it is ready: whoever needs it finds it listening
 
 
 def fork_procview(engine: Engine, mountpoint: str) -> bool:
@@ -292,7 +311,10 @@ def _serve(engine: Engine, ready_fd: int) -> None:  # pragma: no cover - the lau
         inode = os.stat(path).st_ino
         with open(pidfile, "w") as f:
             f.write(str(os.getpid()))
-        os.write(ready_fd, b"ready")
+        try:
+            os.write(ready_fd, b"ready")
+        except BrokenPipeError:
+            pass  # its launcher did not wait (``request`` without ``wait``)
         os.close(ready_fd)
         gc.collect()
         gc.freeze()
