@@ -63,6 +63,20 @@ def test_run_and_exec_go_warm(warm: Sampan) -> None:
     assert (proc.returncode, proc.stdout, cold) == (0, b"cold\n", True)
 
 
+def test_everyday_commands_go_warm(warm: Sampan) -> None:
+    """ps, inspect, logs, stop and rm (also as `container X`) run in a worker too, with the same output."""
+    cid = warm("run", "-d", "--name", "daily", *NET, "busybox", "sh", "-c", "echo said; sleep 1000").stdout.strip()
+    for args, expected in ((("ps", "-q", "--no-trunc"), cid + "\n"),
+                           (("container", "ls", "-aq", "--no-trunc"), cid + "\n"),
+                           (("inspect", "-f", "{{.Name}}", "daily"), "/daily\n"), (("logs", "daily"), "said\n"),
+                           (("stop", "-t", "0", "daily"), "daily\n"), (("rm", "daily"), "daily\n")):
+        proc, cold = _run(warm, *args, stdin=subprocess.DEVNULL)
+        assert (proc.returncode, proc.stdout.decode(), proc.stderr, cold) == (0, expected, b"", False), args
+    proc, cold = _run(warm, "inspect", "daily", stdin=subprocess.DEVNULL)  # gone: Docker's error, as cold
+    assert (proc.returncode, proc.stdout, cold) == (1, b"[]\n", False)
+    assert proc.stderr.decode().strip() == "Error: No such object: daily"
+
+
 def test_worker_is_the_caller(warm: Sampan, tmp_path: Path) -> None:
     """Exit status, both streams apart, stdin, the caller's environment and its working directory (relative
     paths on the command line are the caller's)."""
