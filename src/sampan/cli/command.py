@@ -55,16 +55,16 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
-_PARSERS: dict[str, Parser] = {}
+_PARSERS: dict[tuple[str, Command], Parser] = {}
 
 
 def build_parser(prog: str, cmd: Command) -> Parser:
     """The command's parser, built once per process: ``run`` declares ~90 arguments (~1 ms to build), and a warm
     worker inherits the parsers its monitor host built (``sampan.cli.warm.warm_up``). Parsing does not change
     a parser, so one may serve every parse."""
-    parser = _PARSERS.get(prog)
+    parser = _PARSERS.get((prog, cmd))
     if parser is None:
-        parser = _PARSERS[prog] = _new_parser(prog, cmd)
+        parser = _PARSERS[prog, cmd] = _new_parser(prog, cmd)
     return parser
 
 

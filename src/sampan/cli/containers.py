@@ -295,7 +295,7 @@ def run(engine: Engine, a: Namespace) -> int:
         if not a.detach:
             attach = {"stdin": record.config["AttachStdin"], "stdout": record.config["AttachStdout"],
                       "stderr": record.config["AttachStderr"], **_terminal_size(a.tty)}
-        _, sock = lifecycle.start(engine, record.id, attach)
+        _, sock = lifecycle.start(engine, record.id, attach, wait_for_host=a.detach)
     except SampanError as e:
         raise _as_engine_error(e) from None
     if a.detach:
@@ -373,7 +373,7 @@ def start(engine: Engine, a: Namespace) -> int:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
         keys = _detach_keys(a.detach_keys)
         record, sock = lifecycle.start(engine, a.containers[0], {"stdin": a.interactive, "stdout": True,
-                                                                 "stderr": True})
+                                                                 "stderr": True}, wait_for_host=False)
         if sock is None:  # already running: attach through its monitor's socket
             sock = _connect(engine, record.id, a.interactive)
         return _attached(engine, record.id, sock, stdin=a.interactive, tty=bool(record.config.get("Tty")),

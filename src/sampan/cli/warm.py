@@ -1,8 +1,9 @@
 """Warm commands: a ``run``, an ``exec`` or a ``ps`` handed to a worker forked from the monitor host.
 
 Most of a cold ``sampan run`` is the interpreter importing the engine (~60 ms of ~140); the container itself
-takes less. A cold ``ps``, ``inspect`` or ``logs`` is mostly imports too (~45 ms; ~20 ms warm). The monitor host (``sampan.engine.containers.monitor_host``) has all of that imported already, so
-when one is listening, the ``sampan`` process only hands its command over: its arguments, environment, umask,
+takes less. A cold ``ps``, ``inspect`` or ``logs`` is mostly imports too (~45 ms; ~20 ms warm). The monitor host
+(``sampan.engine.containers.monitor_host``) has all of that imported already, so when one is listening, the
+``sampan`` process only hands its command over: its arguments, environment, umask,
 resource limits, working directory and standard streams (the fds themselves, SCM_RIGHTS) go to a worker forked
 from the host, which runs the very same ``main`` as this process would, as if it were this process, and sends
 back the exit status. Meanwhile this process relays the signals it gets (the worker's code then acts on them as
@@ -12,8 +13,8 @@ If this process dies, its connection closes and the worker is killed, as the com
 process runs the command itself, and the worker, seeing no "go", never does.
 
 It is a cache, never a dependency: with no host listening, with one of other code (which then exits), or with
-``SAMPAN_WARM=0``, the command runs here, cold, as before. The host exists once a container was started from
-this run-time root (it exits after two idle minutes), and only a host started by the CLI serves commands.
+``SAMPAN_WARM=0``, the command runs here, cold, as before. A cold ``run``, ``start`` or ``restart`` launches a
+host first thing (it exits after two idle minutes), and only a host started by the CLI serves commands.
 
 The client half imports nothing but C modules and ``sampan.code_identity``: it must cost well under the 60 ms it
 saves. What the worker cannot take over from its caller: the controlling terminal (it has none; the terminal's
@@ -181,7 +182,7 @@ def _relay_signals(sock: Any) -> list[int]:
 
 def offer(engine: Any) -> None:
     """Have a monitor host that this process starts serve warm commands too, and start one now when none
-    runs: this command will use it, and it starts while the command imports and creates."""
+    runs: this command will use it, and it starts while the command imports and creates (``launch_soon``)."""
     from sampan.engine.containers import monitor_host
 
     monitor_host.offer(SERVICE, __name__)

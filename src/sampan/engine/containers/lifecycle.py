@@ -37,10 +37,11 @@ def locked(engine: Engine, container_id: str) -> Iterator[None]:
         yield
 
 
-def start(engine: Engine, name: str, attach: dict[str, bool] | None = None
+def start(engine: Engine, name: str, attach: dict[str, bool] | None = None, *, wait_for_host: bool = True
           ) -> tuple[ContainerRecord, socket.socket | None]:
     """Start a created or exited container under a new monitor; with ``attach``, also return the attached
-    client socket. Starting a running container does nothing (Docker)."""
+    client socket. Starting a running container does nothing (Docker). ``wait_for_host``: see
+    ``monitor.spawn``."""
     record = model.lookup(engine, name)
     with locked(engine, record.id):
         record = model.current(engine, records.get(engine.db.conn, record.id) or record)
@@ -52,7 +53,7 @@ def start(engine: Engine, name: str, attach: dict[str, bool] | None = None
             raise Conflict(f"container {record.id[:12]} is marked for removal and cannot be started")
         with engine.db.transaction() as tx:
             records.update_state(tx, record.id, stopped_by_user=0)
-        _, sock = monitor.spawn(engine, record, attach)
+        _, sock = monitor.spawn(engine, record, attach, wait_for_host=wait_for_host)
     events.record(engine, "container", "start", record.id, events.container_attributes(record))
     return model.lookup(engine, record.id), sock
 

@@ -75,22 +75,23 @@ def _static(path: str) -> bool:
 # ---------------------------------------------------------------------------------------------- the caller's side
 
 
-def spawn(engine: Engine, record: ContainerRecord, attach: dict[str, bool] | None = None
-          ) -> tuple[int, socket.socket | None]:
+def spawn(engine: Engine, record: ContainerRecord, attach: dict[str, bool] | None = None, *,
+          wait_for_host: bool = True) -> tuple[int, socket.socket | None]:
     """Start ``record`` under a new monitor; returns the container's pid and, with ``attach``, the client
     socket (already attached with those streams). Raises ``StartError`` when the container could not start.
 
-    The monitor comes from the monitor host. When none runs, an attached start does not wait for the one it
-    launches (~0.2 s): its monitor is forked here, and shares this process's pages while this process waits
-    for the container. A detached start waits, since its monitor would own this process's ~15 MB for as
-    long as the container runs."""
+    The monitor comes from the monitor host. When none runs, this waits for the one it launches (~0.2 s), since
+    a monitor forked here would own this process's memory (~15 MB for the CLI) for as long as the container
+    runs. Without ``wait_for_host`` (the CLI's attached ``run`` and ``start -a``), it is forked here at once: it
+    shares this process's pages while this process waits for the container, and owns them only if this
+    process leaves first (detached, or killed)."""
     status_r, status_w = os.pipe2(os.O_CLOEXEC)
     ours = theirs = None
     if attach is not None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     from sampan.engine.containers import monitor_host
 
-    if not monitor_host.request(engine, record.id, status_w, theirs, attach, wait=attach is None):
+    if not monitor_host.request(engine, record.id, status_w, theirs, attach, wait=wait_for_host):
         _fork_monitor(engine, record.id, status_r, status_w, ours, theirs, attach)
     os.close(status_w)
     if theirs is not None:

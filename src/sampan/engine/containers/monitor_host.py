@@ -4,7 +4,7 @@ A monitor forked from a short-lived CLI owns every page of that CLI once it exit
 monitor forked from a long-lived process that has already imported and warmed everything a monitor uses (with
 ``gc.freeze()``, so the collector does not touch those objects) shares those pages copy-on-write with it and with
 every other monitor, and pays only for what it writes itself: about 3 MB, most of it the same in every monitor,
-which the kernel shares again where the host runs KSM (``page_merging``). It also starts faster: nothing is
+which the kernel shares again where the host runs KSM and sampan is told to offer it (``page_merging``). It also starts faster: nothing is
 imported, and the default seccomp filter is already compiled.
 
 The host is an optimisation, never a dependency: ``spawn`` falls back to forking the monitor itself when no host
@@ -13,11 +13,10 @@ one first thing when none runs (``launch_soon``); a detached start then waits fo
 once), an attached one forks its monitor itself rather than wait (``request``). The host is a fresh
 interpreter, executed from a read-only view of itself (``sampan.runtime.exe``), so the processes forked from it
 (monitors, workers) can fork a container's init without a new interpreter and stay safe from CVE-2019-5736. A
-lock (a POSIX lock on
-``monitor-host.lock``, which forked children do not inherit) keeps it to one host per run-time root. The host
-exits after ``IDLE_EXIT_S`` without requests, when its socket is removed (the run-time root was cleared), or when
-a client runs different sampan code (an upgrade); the monitors it forked are double-forked and do not depend on
-it. A request carries the status pipe and the attached client socket (SCM_RIGHTS) and the caller's PATH; the
+lock (a POSIX lock on ``monitor-host.lock``, which forked children do not inherit) keeps it to one host per
+run-time root. The host exits after ``IDLE_EXIT_S`` without requests, when its socket is removed (the run-time
+root was cleared), or when a client runs different sampan code (an upgrade); the monitors it forked are
+double-forked and do not depend on it. A request carries the status pipe and the attached client socket (SCM_RIGHTS) and the caller's PATH; the
 monitor then reports to the caller exactly as a directly forked one.
 
 A front end can have the hosts that its process launches serve more (``offer``): the CLI has them run whole
@@ -58,7 +57,7 @@ _BOOT = ("import sys, json; sys.path[:0] = json.loads(sys.argv[1]); "
          "from sampan.engine.containers.monitor_host import main; main(sys.argv[2:])")
 
 _SERVICES: dict[str, str] = {}  # kind -> module (with serve(conn, request, fds) and warm_up())
-_LAUNCHED: set[str] = set()  # the run-time roots whose host this process launched without waiting
+_LAUNCHED: dict[str, int] = {}  # run-time root -> the ready pipe of the host this process launched early
 
 
 def offer(kind: str, module: str) -> None:
@@ -97,12 +96,16 @@ def request(engine: Engine, container_id: str, status_w: int, client: socket.soc
 
 def launch_soon(engine: Engine) -> None:
     """Launch a host unless one runs, without waiting for it: the commands that will need one call this first
-    thing, so that it listens sooner (it takes ~0.2 s to start). Once per process: until the new interpreter
-    takes the lock, nothing shows that it runs."""
+    thing, so that it listens sooner (it takes ~0.2 s to start). Its ready pipe is kept for ``ensure``: until
+    the new interpreter takes the lock, nothing else shows that it runs. A host that cannot be launched is no
+    failure (the monitor is forked here then)."""
     runroot = str(engine.layout.runroot)
-    if runroot not in _LAUNCHED and not _alive(engine):
-        _LAUNCHED.add(runroot)
-        os.close(launch(engine))  # it tells no one it is ready: whoever needs it finds it listening
+    if runroot in _LAUNCHED or _alive(engine):
+        return
+    try:
+        _LAUNCHED[runroot] = launch(engine)
+    except OSError:
+        pass
 
 
 def fork_procview(engine: Engine, mountpoint: str) -> bool:
@@ -137,8 +140,10 @@ def ensure(engine: Engine) -> bool:
     listens; True once it does."""
     path, _ = _paths(engine)
     deadline = time.monotonic() + _READY_TIMEOUT_S
-    if not _alive(engine):
+    ready = _LAUNCHED.pop(str(engine.layout.runroot), None)  # launched early by this process
+    if ready is None and not _alive(engine):
         ready = launch(engine)
+    if ready is not None:
         with os.fdopen(ready, "rb") as f:
             if select.select([f], [], [], _READY_TIMEOUT_S)[0] and f.read() == b"ready":
                 return True
@@ -318,7 +323,8 @@ def _serve(engine: Engine, ready_fd: int) -> None:  # pragma: no cover - the lau
         os.close(ready_fd)
         gc.collect()
         gc.freeze()
-        page_merging.offer_own_memory()
+        if page_merging.wanted():
+            page_merging.offer_own_memory()
         code = fingerprint()
         idle_since = time.monotonic()
         while True:
