@@ -3,11 +3,11 @@
 Most of a cold ``sampan run`` is the interpreter importing the engine (~60 ms of ~140); the container itself
 takes less. A cold ``ps``, ``inspect`` or ``logs`` is mostly imports too (~45 ms; ~20 ms warm). The monitor host
 (``sampan.engine.containers.monitor_host``) has all of that imported already, so when one is listening, the
-``sampan`` process only hands its command over: its arguments, environment, umask,
-resource limits, working directory and standard streams (the fds themselves, SCM_RIGHTS) go to a worker forked
-from the host, which runs the very same ``main`` as this process would, as if it were this process, and sends
-back the exit status. Meanwhile this process relays the signals it gets (the worker's code then acts on them as
-its own: ``run`` proxies them to the container) and, when the worker dies of one, dies of the same signal.
+``sampan`` process only hands its command over: its arguments, environment, umask, resource limits, working
+directory and standard streams (the fds themselves, SCM_RIGHTS) go to a worker forked from the host, which runs
+the very same ``main`` as this process would, as if it were this process, and sends back the exit status.
+Meanwhile this process relays the signals it gets (the worker's code then acts on them as its own: ``run``
+proxies them to the container) and, when the worker dies of one, dies of the same signal.
 If this process dies, its connection closes and the worker is killed, as the command would have been. The host's
 "ok" and this process's "go" commit the command to the worker: when no "ok" comes in time (a hung host), this
 process runs the command itself, and the worker, seeing no "go", never does.

@@ -2,22 +2,23 @@
 
 A monitor forked from a short-lived CLI owns every page of that CLI once it exits (~15 MB per container). A
 monitor forked from a long-lived process that has already imported and warmed everything a monitor uses (with
-``gc.freeze()``, so the collector does not touch those objects) shares those pages copy-on-write with it and with
-every other monitor, and pays only for what it writes itself: about 3 MB, most of it the same in every monitor,
-which the kernel shares again where the host runs KSM and sampan is told to offer it (``page_merging``). It also starts faster: nothing is
-imported, and the default seccomp filter is already compiled.
+``gc.freeze()``, so the collector does not touch those objects) shares those pages copy-on-write with it and
+with every other monitor, and pays only for what it writes itself: about 3 MB, most of it the same in every
+monitor, which the kernel shares again where the host runs KSM and sampan is told to offer it
+(``page_merging``). It also starts faster: nothing is imported, and the default seccomp filter is already
+compiled.
 
 The host is an optimisation, never a dependency: ``spawn`` falls back to forking the monitor itself when no host
-can be reached or started. One host serves one run-time root. A command that will start a container launches
-one first thing when none runs (``launch_soon``); a detached start then waits for it to listen (about 0.2 s,
-once), an attached one forks its monitor itself rather than wait (``request``). The host is a fresh
-interpreter, executed from a read-only view of itself (``sampan.runtime.exe``), so the processes forked from it
-(monitors, workers) can fork a container's init without a new interpreter and stay safe from CVE-2019-5736. A
-lock (a POSIX lock on ``monitor-host.lock``, which forked children do not inherit) keeps it to one host per
-run-time root. The host exits after ``IDLE_EXIT_S`` without requests, when its socket is removed (the run-time
-root was cleared), or when a client runs different sampan code (an upgrade); the monitors it forked are
-double-forked and do not depend on it. A request carries the status pipe and the attached client socket (SCM_RIGHTS) and the caller's PATH; the
-monitor then reports to the caller exactly as a directly forked one.
+can be reached or started. One host serves one run-time root. A command that will start a container launches one
+first thing when none runs (``launch_soon``); a start then waits for it to listen (about 0.2 s, once), but the
+CLI's attached ``run`` and ``start -a`` fork their monitor themselves rather than wait (``request``). The host is a fresh interpreter,
+executed from a read-only view of itself (``sampan.runtime.exe``), so the processes forked from it (monitors,
+workers) can fork a container's init without a new interpreter and stay safe from CVE-2019-5736. A lock (a POSIX
+lock on ``monitor-host.lock``, which forked children do not inherit) keeps it to one host per run-time root. The
+host exits after ``IDLE_EXIT_S`` without requests, when its socket is removed (the run-time root was cleared),
+or when a client runs different sampan code (an upgrade); the monitors it forked are double-forked and do not
+depend on it. A request carries the status pipe and the attached client socket (SCM_RIGHTS) and the caller's
+PATH; the monitor then reports to the caller exactly as a directly forked one.
 
 A front end can have the hosts that its process launches serve more (``offer``): the CLI has them run whole
 commands in a forked worker (``sampan.cli.warm``), so a ``run`` or an ``exec`` starts warm instead of importing
