@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import containers as bench  # bench/containers.py: engines, cleanup and timing helpers
-from private_dockerd import terminate
+from private_dockerd import stop
 
 
 class Service:
@@ -50,7 +50,7 @@ class Service:
             time.sleep(0.1)
 
     def close(self) -> None:
-        terminate(self.proc, 20)
+        stop(self.proc, 20)
         self.log.close()
 
 

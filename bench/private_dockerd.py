@@ -7,13 +7,15 @@ around it.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from processes import stop  # tests/processes.py: SIGTERM, SIGKILL after a timeout, reaped
 
 DOCKER = shutil.which("docker") or "/usr/local/bin/docker"
 
@@ -38,19 +40,5 @@ class PrivateDockerd:
             time.sleep(0.3)
 
     def stop(self) -> None:
-        terminate(self.proc, 30, group=True)
+        stop(self.proc, 30, group=True)
         self.log.close()
-
-
-def terminate(proc: subprocess.Popen, timeout: float, *, group: bool = False) -> None:  # type: ignore[type-arg]
-    """SIGTERM to ``proc`` (or its process group), SIGKILL after ``timeout``; reaped. Also for the benchmarks'
-    other daemons (``sampan system service`` in ``bench/api.py``)."""
-    kill = os.killpg if group else os.kill
-    with contextlib.suppress(OSError):
-        kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            kill(proc.pid, signal.SIGKILL)
-        proc.wait()
